@@ -1,0 +1,263 @@
+"""Typed configs, one dataclass per stage; YAML loading that rejects unknown keys.
+
+Each field carries its help text in ``metadata["help"]``; the CLI builds its
+flags from these fields, so ``--help``, YAML and code cannot drift apart.
+Configs are passed as objects, never read from globals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from faceswap.errors import ConfigError
+
+
+def opt(default, help: str, **extra):
+    """A dataclass field with help text (and an optional ``choices``/``flag``)."""
+    meta = {"help": help, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def req(help: str, **extra):
+    """A required dataclass field."""
+    return field(metadata={"help": help, "required": True, **extra})
+
+
+@dataclass
+class ExtractConfig:
+    inputs: list[str] = req("video files, image files or folders, local paths or s3:// URIs", positional=True)
+    out: str = req("output face set: a local folder or s3:// URI")
+    identity: list[str] = opt([], "reference images or folders of the person to keep; other faces are dropped")
+    identity_threshold: float = opt(0.6, "largest face-embedding distance to the references that still counts as the same person")
+    backend: str = opt("dlib", "landmark backend", choices=["dlib", "fan"])
+    detector: str = opt("hog", "dlib face detector (hog is fast, cnn is more robust)", choices=["hog", "cnn"])
+    model_dir: str = opt("", "folder or URI holding the fan backend's weights (default: the torch hub cache)")
+    size: int = opt(256, "side of the aligned face crops, in pixels")
+    centering: str = opt("face", "what the crop is centred on", choices=["face", "head"])
+    image_format: str = opt("png", "file format of the crops", choices=["png", "jpg"])
+    min_face_px: int = opt(64, "smallest face side to find, in source pixels; sets the detection scale")
+    detect_every: int = opt(8, "run the full detector every K frames and track faces in between")
+    smooth: float = opt(0.0, "temporal smoothing of landmarks, 0 (off) to 1 (heavy)")
+    shard_frames: int = opt(0, "frames per shard (0: chosen from the video length and the cluster size)")
+    workers: int = opt(0, "parallel extraction actors (0: as many as the cluster's CPUs allow)")
+    keep_going: bool = opt(False, "skip bad inputs and list them in the summary instead of stopping")
+    max_failed_frames: float = opt(0.01, "share of undecodable frames in a shard that still counts as success")
+
+
+@dataclass
+class TrainConfig:
+    a: str = req("face set of identity A (the face to replace), from extract")
+    b: str = req("face set of identity B (the new face), from extract")
+    out: str = req("model folder: local path or s3:// URI (checkpoints, previews, final model)")
+    preset: str = opt("lite", "model size", choices=["lite", "original", "hd"])
+    steps: int = opt(0, "training steps (0: the preset's default)")
+    batch_size: int = opt(0, "batch size per worker (0: the preset's default)")
+    lr: float = opt(0.0, "learning rate (0: the preset's default)")
+    workers: int = opt(1, "Ray Train workers (DDP)")
+    gpu: bool = opt(False, "train on GPUs (NCCL, mixed precision); CPU uses gloo")
+    checkpoint_every: int = opt(200, "steps between checkpoints")
+    preview_every: int = opt(200, "steps between preview images and metrics lines")
+    max_failures: int = opt(3, "worker failures to retry before giving up")
+    eye_mouth_weight: float = opt(0.0, "extra loss weight on eyes and mouth (0: off)")
+    seed: int = opt(0, "random seed")
+
+
+@dataclass
+class ConvertConfig:
+    video: str = req("the footage to convert (identity A), local path or s3:// URI", positional=True)
+    faces: str = req("face set of that footage, from extract")
+    model: str = req("model folder from train")
+    out: str = req("output video file, local path or s3:// URI")
+    work: str = opt("", "where segments are kept for resume (default: <out>.work next to the output)")
+    direction: str = opt("a2b", "which decoder renders the face", choices=["a2b", "b2a"])
+    workers: int = opt(0, "parallel conversion actors (0: as many as the cluster's CPUs allow)")
+    shard_frames: int = opt(0, "frames per segment (0: chosen from the video length and the cluster size)")
+    lossless: bool = opt(False, "encode losslessly (RGB H.264, qp 0): for tests and masters")
+    crf: int = opt(18, "H.264 quality when not lossless (lower is better)")
+    color: str = opt("reinhard", "colour correction", choices=["reinhard", "mean", "hist", "none"])
+    erode_px: int = opt(0, "shrink the blend mask by this many pixels (of the model's crop)")
+    feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
+    seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
+    sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
+    frames_out: str = opt("", "also write the swapped frames as PNG images under this URI")
+    label: str = opt("", "visible label drawn on every frame (off when empty)")
+    watermark: bool = opt(True, "embed the invisible provenance watermark", flag="--no-watermark")
+    keep_going: bool = opt(False, "finish the other segments when one fails, and list it")
+
+
+@dataclass
+class EvaluateConfig:
+    original: str = req("the source video")
+    swapped: str = req("the swapped video")
+    target: list[str] = req("reference images or folders of the new face (B)")
+    source: list[str] = opt([], "reference images or folders of the replaced face (A); default: faces from the original")
+    json: str = opt("", "write the report as JSON here")
+    plot: str = opt("", "write a PNG plot of per-frame identity distance and pose error here")
+    workers: int = opt(0, "parallel evaluation tasks (0: automatic)")
+    max_frames: int = opt(0, "evaluate at most this many frames, spread evenly (0: all)")
+
+
+@dataclass
+class RunConfig:
+    """The whole pipeline: extract both sides, train, convert and assemble."""
+
+    source: list[str] = req("footage with the face to replace (identity A)")
+    target: list[str] = req("photos or videos of the new face (identity B)")
+    work: str = req("store for face sets, the model and segments: local folder or s3:// URI")
+    output: str = req("the swapped video (one source video) or a folder (several)")
+    identity: list[str] = opt([], "references of the person to replace in the source footage (others are left alone)")
+    target_identity: list[str] = opt([], "references of the new face, to filter the target material")
+    evaluate: bool = opt(True, "evaluate the output and write report.json and report.png next to it")
+    extract: dict = opt({}, "extract settings (ExtractConfig fields)")
+    train: dict = opt({}, "train settings (TrainConfig fields)")
+    convert: dict = opt({}, "convert settings (ConvertConfig fields)")
+
+
+# -- YAML ------------------------------------------------------------------------------
+
+def from_dict(cls, data: dict[str, Any], where: str):
+    """Build ``cls`` from a mapping; unknown or missing keys raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                          f"(known: {', '.join(names)})")
+    missing = [n for n, f in names.items() if f.metadata.get("required") and n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    values = {}
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        values[name] = _coerce(value, hints[name], f"{where}: {name}")
+    return cls(**values)
+
+
+def _coerce(value, hint, where):
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        return [str(v) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if hint is int and float(value) != int(value):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return hint(value)
+    if hint is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        return value
+    if hint is str:
+        return "" if value is None else str(value)
+    return value
+
+
+def load_run_config(path: str) -> RunConfig:
+    """Read a pipeline config; relative local paths are taken from the file's folder."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    cfg = from_dict(RunConfig, data, path)
+    base = os.path.dirname(os.path.abspath(path))
+    rel = lambda p: p if ("://" in p or os.path.isabs(p)) else os.path.normpath(os.path.join(base, p))  # noqa: E731
+    cfg.source = [rel(p) for p in cfg.source]
+    cfg.target = [rel(p) for p in cfg.target]
+    cfg.identity = [rel(p) for p in cfg.identity]
+    cfg.target_identity = [rel(p) for p in cfg.target_identity]
+    cfg.work, cfg.output = rel(cfg.work), rel(cfg.output)
+    # Validate the nested sections now, before any work starts.
+    for section, cls in (("extract", ExtractConfig), ("train", TrainConfig), ("convert", ConvertConfig)):
+        sub = getattr(cfg, section)
+        fixed = {f.name for f in dataclasses.fields(cls) if f.metadata.get("required")}
+        bad = sorted(set(sub) & fixed)
+        if bad:
+            raise ConfigError(f"{path}: {section}: {', '.join(bad)} is set by the pipeline, not in this section")
+        allowed = {f.name for f in dataclasses.fields(cls)} - fixed
+        unknown = sorted(set(sub) - allowed)
+        if unknown:
+            raise ConfigError(f"{path}: {section}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    return cfg
+
+
+# -- argparse ------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of ``cls`` (``--field-name``; ``prefix`` for nested sections)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or hints[f.name] is dict:
+            continue
+        meta = f.metadata
+        hint = hints[f.name]
+        dest = f"{prefix.replace('-', '_')}{f.name}"
+        flag = meta.get("flag") or f"--{prefix}{f.name.replace('_', '-')}"
+        kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        required = bool(meta.get("required")) and not prefix
+        if hint is bool:
+            default = f.default
+            kwargs["action"] = "store_false" if default else "store_true"
+            parser.add_argument(flag, dest=dest, **kwargs)
+            continue
+        if typing.get_origin(hint) is list:
+            kwargs["nargs"] = "+"
+            kwargs["metavar"] = "REF" if not meta.get("positional") else "INPUT"
+        else:
+            kwargs["type"] = hint
+            kwargs["metavar"] = {int: "N", float: "X"}.get(hint, "URI")
+        if meta.get("positional") and not prefix:
+            kwargs.pop("metavar", None)
+            parser.add_argument(dest, metavar=f.name.upper(), **kwargs)
+            continue
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = argparse.SUPPRESS if prefix else (f.default if f.default is not dataclasses.MISSING
+                                                                   else f.default_factory())
+        parser.add_argument(flag, dest=dest, **kwargs)
+
+
+def from_args(cls, args: argparse.Namespace, prefix: str = "", **overrides):
+    """Build ``cls`` from parsed arguments (fields missing from ``args`` keep their defaults)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        dest = f"{prefix.replace('-', '_')}{f.name}"
+        if hasattr(args, dest):
+            values[f.name] = getattr(args, dest)
+    values.update(overrides)
+    return cls(**values)
+
+
+def section_overrides(cls, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """The flags given for one section of ``run`` (``--train-steps 10`` -> {'steps': 10})."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        dest = f"{prefix.replace('-', '_')}{f.name}"
+        if hasattr(args, dest):
+            out[f.name] = getattr(args, dest)
+    return out
