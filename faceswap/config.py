@@ -20,8 +20,8 @@ from faceswap.errors import ConfigError
 def opt(default, help: str, **extra):
     """A dataclass field with help text (and an optional ``choices``/``flag``)."""
     meta = {"help": help, **extra}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
