@@ -1,0 +1,192 @@
+"""Track faces through a video without running the full detector on every frame.
+
+    frame ─┬─ every K frames, or after a loss: detector on a downscaled frame ─┐
+           └─ other frames: box from last frame's landmarks ───────────────────┤
+                                                                               v
+           re-check each box with the detector on a small crop (relaxed threshold)
+                 -> landmarks on the full-resolution frame -> shape check -> Face(track=id)
+
+* The downscale puts `min_face_px` at the detector's window size (80 px for dlib),
+  so a 1080p frame is searched at a few hundred pixels wide.
+* A track keeps the relation between its detector box and its landmarks (in
+  units of the landmarks' own size) from the last detection, so boxes predicted
+  from landmarks follow the detector's convention whatever the backend.
+* A track that the crop re-check misses `max_misses` times in a row, or whose
+  landmarks stop looking like a face, is dropped and the next frame runs the full
+  detector. Track ids count up from 0 in order of first sight and are never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceswap.faces.types import Face
+
+
+@dataclass
+class _Track:
+    id: int
+    points: np.ndarray        # (68, 2) raw landmarks of the last frame, source px
+    rel: np.ndarray           # (4,) detector box relative to the landmarks' centre, in landmark radii
+    score: float              # last detector score
+    misses: int = 0           # consecutive frames the detector re-check did not confirm it
+    smoothed: np.ndarray | None = None
+
+
+def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
+    centre = points.mean(axis=0)
+    radius = float(np.sqrt(((points - centre) ** 2).sum(axis=1).mean()))
+    return centre, max(radius, 1e-3)
+
+
+def _relate(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+    centre, radius = _frame_of(points)
+    return (box.reshape(2, 2) - centre).reshape(4) / radius
+
+
+def _predict_box(track: _Track) -> np.ndarray:
+    centre, radius = _frame_of(track.points)
+    return (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Faces of consecutive frames of one shot: ``update(rgb) -> list[Face]`` per frame."""
+
+    def __init__(self, backend, detect_every: int = 8, min_face_px: int = 64, smooth: float = 0.0,
+                 max_misses: int = 2, min_confidence: float = 0.3, check_every: int = 1):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if not 0.0 <= smooth < 1.0:
+            raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+        self.backend = backend
+        self.detect_every = int(detect_every)
+        self.min_face_px = int(min_face_px)
+        # Scale at which min_face_px becomes the detector's window; at most 2x up.
+        self.detect_scale = min(2.0, backend.window_px / max(1, self.min_face_px))
+        self.smooth = float(smooth)
+        self.max_misses = int(max_misses)
+        self.min_confidence = float(min_confidence)
+        self.check_every = max(1, int(check_every))
+        self.stats = {"frames": 0, "full_detections": 0, "crop_checks": 0, "dropped": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks (a cut, a new shard); ids keep counting up."""
+        self._tracks: list[_Track] = []
+        self._since_detect = None  # frames since the last full detection; None: detect now
+        self._next_id = getattr(self, "_next_id", 0)
+
+    # -- detection ---------------------------------------------------------------
+    def _detect_full(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.stats["full_detections"] += 1
+        s = self.detect_scale
+        if abs(s - 1.0) < 1e-3:
+            return self.backend.detect_scored(rgb)
+        small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        boxes, scores = self.backend.detect_scored(small)
+        return boxes / s, scores
+
+    def _detect_near(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """Re-run the detector on a small crop around ``box``; the best overlapping hit or None."""
+        self.stats["crop_checks"] += 1
+        h, w = rgb.shape[:2]
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        # The face should sit at ~1.1x the detector window; margin for motion and box error.
+        s = min(1.0, 1.1 * self.backend.window_px / max(side, 1.0))
+        margin = 0.4 * side
+        x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
+        x1, y1 = int(min(w, box[2] + margin)), int(min(h, box[3] + margin))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        crop = rgb[y0:y1, x0:x1]
+        if s < 1.0:
+            crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        boxes, scores = self.backend.detect_scored(crop, relaxed=True)
+        best, best_iou = None, 0.3
+        for b, sc in zip(boxes, scores):
+            b = b / s + np.array([x0, y0, x0, y0], dtype=np.float32)
+            o = iou(b, box)
+            if o > best_iou:
+                best, best_iou = (b.astype(np.float32), float(sc)), o
+        return best
+
+    # -- one frame ---------------------------------------------------------------
+    def update(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in this frame (tracks in id order)."""
+        self.stats["frames"] += 1
+        full = self._since_detect is None or self._since_detect + 1 >= self.detect_every
+        self._since_detect = 0 if full else self._since_detect + 1
+        check = full or self._since_detect % self.check_every == 0
+
+        boxes: list[np.ndarray] = []
+        detected: list[bool] = []
+        for t in self._tracks:
+            boxes.append(_predict_box(t))
+            detected.append(False)
+
+        new_boxes: list[tuple[np.ndarray, float]] = []
+        if full:
+            det_boxes, det_scores = self._detect_full(rgb)
+            used = set()
+            for i, box in enumerate(boxes):
+                cands = [(iou(b, box), j) for j, b in enumerate(det_boxes) if j not in used]
+                o, j = max(cands, default=(0.0, -1))
+                if o >= 0.3:
+                    used.add(j)
+                    boxes[i], detected[i] = det_boxes[j], True
+                    self._tracks[i].score = float(det_scores[j])
+            new_boxes = [(det_boxes[j], float(det_scores[j])) for j in range(len(det_boxes)) if j not in used]
+        if check:
+            for i, t in enumerate(self._tracks):
+                if detected[i]:
+                    continue
+                hit = self._detect_near(rgb, boxes[i])
+                if hit is not None:
+                    boxes[i], detected[i] = hit[0], True
+                    t.score = hit[1]
+
+        for box, score in new_boxes:
+            # A fresh detection on top of a live track is that track, not a new face.
+            if any(iou(box, b) > 0.3 for b in boxes):
+                continue
+            self._tracks.append(_Track(self._next_id, np.zeros((68, 2), np.float32), np.zeros(4), score))
+            self._next_id += 1
+            boxes.append(box)
+            detected.append(True)
+
+        results = self.backend.landmarks(rgb, boxes) if boxes else []
+        keep: list[_Track] = []
+        faces: list[Face] = []
+        lost = False
+        for t, box, hit, (pts, conf) in zip(self._tracks, boxes, detected, results):
+            t.misses = 0 if hit else (t.misses + (1 if check else 0))
+            duplicate = any(iou(box, f.bbox) > 0.5 for f in faces)  # two tracks on one face: keep the older
+            if duplicate or conf < self.min_confidence or t.misses > self.max_misses:
+                self.stats["dropped"] += 1
+                lost = True
+                continue
+            t.points = pts
+            if hit:
+                t.rel = _relate(box, pts)
+            if self.smooth > 0 and t.smoothed is not None:
+                t.smoothed = self.smooth * t.smoothed + (1.0 - self.smooth) * pts
+            else:
+                t.smoothed = pts.copy()
+            keep.append(t)
+            faces.append(Face(bbox=box, landmarks=t.smoothed, score=t.score if hit else t.score * conf,
+                              track=t.id))
+        self._tracks = keep
+        if lost or any(t.misses for t in keep):
+            self._since_detect = None  # a face was lost or is doubtful: full detection next frame
+        return sorted(faces, key=lambda f: f.track)
