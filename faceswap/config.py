@@ -87,8 +87,9 @@ class ConvertConfig:
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
     frames_out: str = opt("", "also write the swapped frames as PNG images under this URI")
-    label: str = opt("", "visible label drawn on every frame (off when empty)")
-    watermark: bool = opt(True, "embed the invisible provenance watermark", flag="--no-watermark")
+    label: str = opt("", "visible label drawn on every frame (off when empty)", metavar="TEXT")
+    watermark: bool = opt(True, "embed the invisible provenance watermark", flag="--no-watermark",
+                          flag_help="do not embed the invisible watermark (the container metadata still marks the output)")
     keep_going: bool = opt(False, "finish the other segments when one fails, and list it")
 
 
@@ -214,8 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
         meta = f.metadata
         hint = hints[f.name]
         dest = f"{prefix.replace('-', '_')}{f.name}"
-        flag = meta.get("flag") or f"--{prefix}{f.name.replace('_', '-')}"
-        kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
+        if meta.get("flag"):
+            flag = f"--{prefix}{meta['flag'][2:]}" if prefix else meta["flag"]
+        kwargs: dict[str, Any] = {"help": meta.get("flag_help") or meta.get("help", "")}
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         required = bool(meta.get("required")) and not prefix
@@ -229,7 +232,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
             kwargs["metavar"] = "REF" if not meta.get("positional") else "INPUT"
         else:
             kwargs["type"] = hint
-            kwargs["metavar"] = {int: "N", float: "X"}.get(hint, "URI")
+            if "choices" not in meta:
+                kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(hint, "URI")
         if meta.get("positional") and not prefix:
             kwargs.pop("metavar", None)
             parser.add_argument(dest, metavar=f.name.upper(), **kwargs)

@@ -90,8 +90,8 @@ def _s3_filesystem():
                            "retries": {"max_attempts": 2, "mode": "standard"}},
             use_listings_cache=False,
             skip_instance_cache=True,
-            retries=2,
         )
+        fs.retries = 2  # s3fs's own retry loop, on top of botocore's
         _FS_CACHE[key] = fs
     return fs
 
@@ -225,7 +225,9 @@ class Store:
         root = (self.uri[len("s3://"):] if self.remote else self.uri) + "/"
         keys = []
         for path in found:
-            key = path[len(root):] if path.startswith(root) else path
+            if not path.startswith(root):
+                continue  # the root itself (an empty "directory" object on some servers)
+            key = path[len(root):]
             if key.startswith(TMP_PREFIX + "/") or key.split("/")[-1].startswith(".tmp-"):
                 continue
             if key.endswith(suffix):
@@ -331,7 +333,6 @@ class Store:
     # -- checks -------------------------------------------------------------------
     def check_writable(self) -> None:
         """Fail fast, before any work: the bucket exists and the credentials may write."""
-        probe = f"{TMP_PREFIX}/probe-{uuid.uuid4().hex}"
         if not self.remote:
             try:
                 os.makedirs(self.uri, exist_ok=True)
@@ -340,8 +341,14 @@ class Store:
             if not os.access(self.uri, os.W_OK):
                 raise StoreError(f"{self.uri}: output folder is not writable")
             return
-        self.write_bytes(probe, b"")
-        self.delete(probe)
+        # Some S3 servers create a missing bucket on write: check it exists first.
+        self._check_bucket()
+        probe = f"{TMP_PREFIX}/probe-{uuid.uuid4().hex}"
+        try:
+            self.write_bytes(probe, b"")
+            self.delete(probe)
+        except StoreError as exc:
+            raise StoreError(f"{self.uri}: cannot write: {str(exc).rsplit(': ', 1)[-1]}") from None
 
     def check_readable(self) -> None:
         """Fail fast when the store cannot be listed (missing bucket, bad credentials)."""
@@ -349,11 +356,19 @@ class Store:
             if not os.path.isdir(self.uri):
                 raise StoreError(f"{self.uri}: no such folder")
             return
+        self._check_bucket()
+
+    def _check_bucket(self) -> None:
         bucket = self.uri[len("s3://"):].split("/", 1)[0]
         try:
             self._call("list", "", self.fs.ls, bucket)
         except FileNotFoundError:
-            raise StoreError(f"{self.uri}: bucket does not exist") from None
+            raise StoreError(f"{self.uri}: bucket '{bucket}' does not exist") from None
+        except StoreError as exc:
+            reason = str(exc).rsplit(": ", 1)[-1]
+            if reason == "bucket does not exist":
+                reason = f"bucket '{bucket}' does not exist"
+            raise StoreError(f"{self.uri}: {reason}") from None
 
 
 def _json_default(obj):

@@ -1,0 +1,89 @@
+"""Connecting to Ray, and asking it for the right kind of node.
+
+A cluster from ``ray-cluster.yaml`` or ``cluster/`` labels its nodes with custom
+resources: CPU workers carry ``cpu_node``, GPU workers carry ``gpu_node``.
+CPU stages (extract, convert, evaluate) ask for a sliver of ``cpu_node`` so
+they never land on (and hold) a GPU machine; training asks for ``gpu_node``
+with ``--gpu``. On a plain local Ray these resources do not exist, so nothing
+extra is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from faceswap.errors import ServiceUnavailable
+
+CPU_NODE = "cpu_node"
+GPU_NODE = "gpu_node"
+# A tiny amount: placement only, never a limit on how many tasks fit on a node.
+_PLACEMENT_SHARE = 0.001
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS), or start a local Ray; no-op when connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env_vars = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_REGION", "FACESWAP_CACHE") if k in os.environ}
+    # Workers started by a local Ray inherit the driver's environment; on a remote
+    # cluster the store's endpoint and credentials must travel with the job.
+    runtime_env = {"env_vars": env_vars} if env_vars else None
+    try:
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
+                     log_to_driver=True)
+        else:
+            ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
+                     log_to_driver=True)
+    except ConnectionError as exc:
+        raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
+    _quiet_ray_data()
+
+
+def _quiet_ray_data() -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    # Keep the progress bars, drop the per-operator chatter on a 2-core laptop.
+    ctx.enable_progress_bars = True
+    ctx.print_on_execution_start = False
+
+
+def _has(resource: str) -> bool:
+    import ray
+
+    return ray.is_initialized() and ray.cluster_resources().get(resource, 0) > 0
+
+
+def cpu_stage_resources() -> dict[str, float]:
+    """Custom resources for a CPU stage's tasks and actors (empty on a plain local Ray)."""
+    return {CPU_NODE: _PLACEMENT_SHARE} if _has(CPU_NODE) else {}
+
+
+def gpu_stage_resources() -> dict[str, float]:
+    """Custom resources for a training worker with ``--gpu``."""
+    return {GPU_NODE: _PLACEMENT_SHARE} if _has(GPU_NODE) else {}
+
+
+def cluster_cpus() -> int:
+    """CPUs in the cluster that a CPU stage may use (all of them on a local Ray)."""
+    import ray
+
+    resources = ray.cluster_resources()
+    return max(1, int(resources.get("CPU", os.cpu_count() or 1)))
+
+
+def default_workers(requested: int, cpus_per_worker: float) -> int:
+    """Actors for a CPU stage: ``requested``, or as many as the CPUs allow, leaving headroom.
+
+    Ray Data needs a little CPU for its own read and write tasks; an actor pool
+    that takes every CPU deadlocks on a 2-core machine.
+    """
+    if requested > 0:
+        return requested
+    return max(1, int((cluster_cpus() - 0.5) // cpus_per_worker))
