@@ -1,0 +1,191 @@
+"""Training samples from a face set, streamed: never the whole face set in memory.
+
+    alignments/*.parquet (keys + landmarks + matrix, small)
+      -> per-epoch permutation, this worker's slice (rank::world)
+      -> decode threads: read crop (local or s3) -> resize to the model size -> landmark maps
+      -> bounded shuffle buffer -> batches (uint8 NHWC)
+
+Why not Ray Data here: training draws an endless, reshuffled stream from a
+few hundred to a few hundred thousand small crops, two face sets at once,
+inside each Ray Train worker. A thread-fed shuffle buffer per worker does
+that with no extra processes on a 2-core laptop; the only shared state is the
+alignment table, which is tiny. Decoded crops are kept in a bounded cache so a
+small face set is decoded once, and a large one streams.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from faceswap.errors import FaceswapError, InputError
+from faceswap.model.losses import landmark_maps
+from faceswap.storage import Store, check_key
+
+REQUIRED_COLUMNS = ("crop", "landmarks", "matrix", "size")
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    crop: str                  # key relative to the face set root
+    landmarks: np.ndarray      # (68, 2) float32, crop pixels at ``size``
+    size: int                  # side of the stored crop, px
+
+
+@dataclass(frozen=True)
+class FaceSetInfo:
+    uri: str
+    crop_size: int
+    centering: str
+    faces: int
+
+
+def load_records(uri: str) -> tuple[list[FaceRecord], FaceSetInfo]:
+    """All alignment rows of a face set (keys checked), and its crop size and centering."""
+    store = Store(uri)
+    store.check_readable()
+    keys = store.list("alignments", suffix=".parquet")
+    if not keys:
+        raise InputError(f"{store.uri}: no alignments/*.parquet (not a face set written by extract)")
+    records: list[FaceRecord] = []
+    sizes: set[int] = set()
+    for key in keys:
+        table = store.read_parquet(key)
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+        if missing:
+            raise InputError(f"{store.url(key)}: missing alignment column(s) {', '.join(missing)}")
+        crops = table.column("crop").to_pylist()
+        lms = table.column("landmarks").to_pylist()
+        mats = table.column("matrix").to_pylist()
+        szs = table.column("size").to_pylist()
+        for crop, lm, mat, size in zip(crops, lms, mats, szs):
+            try:
+                check_key(crop)
+            except FaceswapError:
+                raise InputError(f"{store.url(key)}: unsafe crop key {crop!r} (must be relative, without '..')") \
+                    from None
+            if lm is None or len(lm) != 136 or mat is None or len(mat) != 6:
+                raise InputError(f"{store.url(key)}: row for {crop} needs 136 landmark values and a 6-value matrix")
+            pts = np.asarray(lm, np.float64).reshape(68, 2)
+            m = np.asarray(mat, np.float64).reshape(2, 3)
+            crop_pts = pts @ m[:, :2].T + m[:, 2]
+            records.append(FaceRecord(crop, crop_pts.astype(np.float32), int(size)))
+            sizes.add(int(size))
+    if not records:
+        raise InputError(f"{store.uri}: the face set has no faces")
+    if len(sizes) > 1:
+        raise InputError(f"{store.uri}: crops of different sizes {sorted(sizes)} in one face set")
+    centering = "face"
+    if store.exists("manifest.json"):
+        settings = store.read_json("manifest.json").get("settings", {})
+        centering = settings.get("centering", centering)
+    return records, FaceSetInfo(store.uri, sizes.pop(), centering, len(records))
+
+
+def decode_sample(store: Store, record: FaceRecord, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> image uint8 (size, size, 3) RGB, maps uint8 (size, size, 2) (hull mask, eye/mouth)."""
+    data = store.read_bytes(record.crop)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{store.url(record.crop)}: not a readable image")
+    if bgr.shape[:2] != (size, size):
+        interp = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR
+        bgr = cv2.resize(bgr, (size, size), interpolation=interp)
+    pts = record.landmarks * (size / record.size)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), landmark_maps(pts, size)
+
+
+class FaceStream:
+    """An endless, shuffled stream of samples for one worker.
+
+    ``next_batch(n)`` -> (images uint8 (n, S, S, 3), maps uint8 (n, S, S, 2)).
+    ``wait_s`` accumulates the time spent blocked on decoding.
+    """
+
+    def __init__(self, uri: str, size: int, rank: int = 0, world: int = 1, seed: int = 0,
+                 buffer: int = 256, threads: int = 2, cache_mb: int = 256):
+        self.store = Store(uri)
+        self.records, self.info = load_records(uri)
+        self.size, self.rank, self.world, self.seed = size, rank, world, seed
+        self.buffer_size = buffer
+        self.wait_s = 0.0
+        self._rng = random.Random(seed * 1000 + rank)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(8, buffer // 2))
+        self._buffer: list = []
+        self._fill = min(buffer, len(self._order(0)))
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache_left = cache_mb * 2 ** 20
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="faceset-decode")
+        self._thread = threading.Thread(target=self._produce, name="faceset-reader", daemon=True)
+        self._thread.start()
+
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.records)))
+        random.Random(self.seed * 7919 + epoch).shuffle(order)   # same on every rank ...
+        mine = order[self.rank::self.world]                       # ... so the slices are disjoint
+        return mine or order[self.rank % len(order)::len(order)]  # fewer faces than workers
+
+    def _load(self, i: int):
+        rec = self.records[i]
+        hit = self._cache.get(rec.crop)
+        if hit is not None:
+            return hit
+        sample = decode_sample(self.store, rec, self.size)
+        nbytes = sample[0].nbytes + sample[1].nbytes
+        if nbytes <= self._cache_left:
+            self._cache[rec.crop] = sample
+            self._cache_left -= nbytes
+        return sample
+
+    def _produce(self):
+        try:
+            epoch = 0
+            while not self._stop.is_set():
+                for sample in self._pool.map(self._load, self._order(epoch)):
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put(sample, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+                epoch += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._error = exc
+            self._queue.put(None)
+
+    def _take(self):
+        t0 = time.perf_counter()
+        item = self._queue.get()
+        self.wait_s += time.perf_counter() - t0
+        if item is None and self._error is not None:
+            raise self._error
+        return item
+
+    def next_batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        while len(self._buffer) < self._fill:
+            self._buffer.append(self._take())
+        images, maps = [], []
+        for _ in range(n):
+            # Classic shuffle buffer: emit a random slot, refill it from the stream.
+            j = self._rng.randrange(len(self._buffer))
+            img, mp = self._buffer[j]
+            images.append(img)
+            maps.append(mp)
+            self._buffer[j] = self._take()
+        return np.stack(images), np.stack(maps)
+
+    def close(self):
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._thread.join(timeout=5)

@@ -1,0 +1,125 @@
+"""The final model folder: writing it (train) and loading it for swapping (convert).
+
+    <out>/model/model.pt      state dict only, loaded with torch.load(weights_only=True)
+    <out>/model/config.json   ModelConfig, face-set crop size and centering, training summary,
+                              fingerprint (first 16 hex of sha256(model.pt))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from faceswap.errors import FaceswapError, InputError
+from faceswap.model.autoencoder import FaceSwapModel, ModelConfig
+from faceswap.storage import Store
+
+log = logging.getLogger(__name__)
+
+MODEL_KEY = "model/model.pt"
+CONFIG_KEY = "model/config.json"
+DIRECTIONS = ("a2b", "b2a")
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def weights_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def load_weights(data: bytes, name: str) -> Any:
+    """torch.load with weights_only=True; anything else (code, garbage) is an InputError naming ``name``."""
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name} is not a valid faceswap weights file ({reason})") from None
+
+
+def write_model(store: Store, state_dict: dict, mcfg: ModelConfig, crop_size: int, centering: str,
+                summary: dict) -> str:
+    """Publish model.pt then config.json (both atomic); returns the fingerprint."""
+    data = weights_bytes({k: v.detach().cpu() for k, v in state_dict.items()})
+    fp = fingerprint(data)
+    store.write_bytes(MODEL_KEY, data)
+    store.write_json(CONFIG_KEY, {"version": 1, "model": dataclasses.asdict(mcfg),
+                                  "crop_size": int(crop_size), "centering": centering,
+                                  "summary": summary, "fingerprint": fp})
+    return fp
+
+
+class Swapper:
+    """A trained model, ready to paint faces: ``swap(crops, direction)``.
+
+    ``crops`` are aligned exactly like the face set's crops, resized to ``size``.
+    """
+
+    def __init__(self, model: FaceSwapModel, cfg: dict, device: torch.device, batch_size: int = 32):
+        self.model = model.eval().to(device)
+        self.model_config: ModelConfig = model.cfg
+        self.size: int = model.cfg.size
+        self.crop_size: int = int(cfg["crop_size"])
+        self.centering: str = cfg["centering"]
+        self.fingerprint: str = cfg["fingerprint"]
+        self.summary: dict = cfg.get("summary", {})
+        self.device = device
+        self.batch_size = batch_size
+
+    def swap(self, crops: np.ndarray, direction: str = "a2b") -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, size, size, 3) RGB -> (uint8 (N, size, size, 3), float32 (N, size, size) | None)."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"swap expects uint8 crops of shape (N, {self.size}, {self.size}, 3), "
+                             f"got {crops.dtype} {crops.shape}")
+        faces = np.empty_like(crops)
+        masks = np.empty(crops.shape[:3], np.float32) if self.model_config.learn_mask else None
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                x = torch.from_numpy(crops[i:i + self.batch_size]).to(self.device)
+                x = x.permute(0, 3, 1, 2).float().div_(255)                 # (B, 3, S, S)
+                y = self.model.swap(x, direction)                            # (B, 3|4, S, S)
+                faces[i:i + len(x)] = (y[:, :3] * 255).round().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+                if masks is not None:
+                    masks[i:i + len(x)] = y[:, 3].float().cpu().numpy()
+        return faces, masks
+
+
+def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper:
+    """Load ``<uri>/model/`` (a model folder from train). ``device="cuda"`` uses a GPU when there is one."""
+    store = Store(uri)
+    if not store.exists(CONFIG_KEY) or not store.exists(MODEL_KEY):
+        raise InputError(f"{store.uri}: not a trained model folder (no {MODEL_KEY} and {CONFIG_KEY})")
+    try:
+        cfg = store.read_json(CONFIG_KEY)
+        mcfg = ModelConfig.from_dict(cfg["model"])
+        cfg["crop_size"], cfg["centering"], cfg["fingerprint"]  # noqa: B018 - presence check
+    except (FaceswapError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{store.url(CONFIG_KEY)}: not a valid model config ({exc})") from None
+    data = store.read_bytes(MODEL_KEY)
+    name = store.url(MODEL_KEY)
+    if fingerprint(data) != cfg["fingerprint"]:
+        raise InputError(f"{name} is not a valid faceswap weights file (sha256 does not match config.json's "
+                         f"fingerprint {cfg['fingerprint']})")
+    state = load_weights(data, name)
+    model = FaceSwapModel(mcfg)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, AttributeError, TypeError) as exc:
+        raise InputError(f"{name} is not a valid faceswap weights file (does not fit preset {mcfg.preset}: "
+                         f"{str(exc).splitlines()[0][:120]})") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        log.warning("no CUDA device here; swapping on the CPU")
+        device = "cpu"
+    return Swapper(model, cfg, torch.device(device), batch_size)

@@ -1,0 +1,275 @@
+"""Model, augmentation, losses, the face-set stream and the final model folder.
+
+``build_faceset`` makes small real face sets (astronaut = A, Grace Hopper = B)
+in the extract layout; test_train.py and benchmarks/train.py use it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import pickle
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from faceswap.errors import InputError
+from faceswap.model.augment import AugmentConfig, augment
+from faceswap.model.autoencoder import PRESETS, FaceSwapModel, preset
+from faceswap.model.dataset import FaceStream, load_records
+from faceswap.model.export import MODEL_KEY, load_swapper, write_model
+from faceswap.model.losses import reconstruction_loss, ssim_map
+from faceswap.storage import Store
+
+SOURCES = {"a": "astronaut", "b": "grace_hopper"}
+
+
+@functools.lru_cache(maxsize=2)
+def _source(identity: str) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image, (68, 2) dlib landmarks) of the sample face for identity 'a' or 'b'."""
+    import dlib
+
+    if identity == "a":
+        import skimage.data
+
+        rgb = skimage.data.astronaut()
+    else:
+        import matplotlib.cbook
+
+        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    models = os.path.join(os.path.dirname(importlib.util.find_spec("face_recognition_models").origin), "models")
+    box = max(dlib.get_frontal_face_detector()(rgb, 1), key=lambda r: r.area())
+    shape = dlib.shape_predictor(os.path.join(models, "shape_predictor_68_face_landmarks.dat"))(rgb, box)
+    return rgb, np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+
+
+def _align(pts: np.ndarray, size: int) -> np.ndarray:
+    """(2, 3) source->crop similarity putting eyes and mouth at fixed places ("face" centering)."""
+    src = np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[48:60].mean(0)])
+    dst = np.array([[0.34, 0.40], [0.66, 0.40], [0.50, 0.76]]) * size
+    m, _ = cv2.estimateAffinePartial2D(src.astype(np.float32), dst.astype(np.float32))
+    return m
+
+
+def build_faceset(uri: str, identity: str, n: int = 24, size: int = 128, seed: int = 0) -> Store:
+    """Write a face set of ``n`` jittered crops of one sample face in the extract layout."""
+    rgb, pts = _source(identity)
+    source = SOURCES[identity]
+    rng = np.random.default_rng(seed + (0 if identity == "a" else 1000))
+    store = Store(uri)
+    rows = {k: [] for k in ("source", "shard", "frame", "timestamp_s", "face", "bbox", "landmarks", "matrix",
+                            "size", "identity_distance", "crop", "score")}
+    h, w = rgb.shape[:2]
+    for i in range(n):
+        # A slightly different "frame": shift, rotation, zoom and brightness of the whole photo ...
+        centre = pts.mean(0)
+        jitter = cv2.getRotationMatrix2D(tuple(centre), rng.uniform(-6, 6), rng.uniform(0.95, 1.05))
+        jitter[:, 2] += rng.uniform(-5, 5, 2)
+        frame = cv2.warpAffine(rgb, jitter, (w, h), borderMode=cv2.BORDER_REFLECT)
+        frame = np.clip(frame.astype(np.float32) * rng.uniform(0.85, 1.15), 0, 255).astype(np.uint8)
+        lms = pts @ jitter[:, :2].T + jitter[:, 2]
+        # ... aligned from landmarks with a little detector noise, like real footage.
+        matrix = _align(lms + rng.normal(0, 1.0, lms.shape), size)
+        crop = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        key = f"faces/{source}/{i:08d}_00.png"
+        store.write_bytes(key, cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes())
+        for k, v in (("source", source), ("shard", f"{source}-00000"), ("frame", i), ("timestamp_s", i / 25),
+                     ("face", 0), ("bbox", [float(x) for x in (*lms.min(0), *lms.max(0))]),
+                     ("landmarks", lms.astype(np.float32).ravel().tolist()), ("matrix", matrix.ravel().tolist()),
+                     ("size", size), ("identity_distance", None), ("crop", key), ("score", 1.0)):
+            rows[k].append(v)
+    schema = pa.schema([("source", pa.string()), ("shard", pa.string()), ("frame", pa.int64()),
+                        ("timestamp_s", pa.float64()), ("face", pa.int16()), ("bbox", pa.list_(pa.float32(), 4)),
+                        ("landmarks", pa.list_(pa.float32(), 136)), ("matrix", pa.list_(pa.float64(), 6)),
+                        ("size", pa.int32()), ("identity_distance", pa.float32()), ("crop", pa.string()),
+                        ("score", pa.float32())], metadata={"faceswap.schema": "1"})
+    store.write_parquet(f"alignments/{source}-00000.parquet", pa.table(rows, schema=schema))
+    store.write_json("manifest.json", {"version": 1, "kind": "faceset",
+                                       "settings": {"size": size, "centering": "face"},
+                                       "shards": [{"id": f"{source}-00000", "source": source, "faces": n}],
+                                       "counts": {"faces": n}})
+    return store
+
+
+@pytest.fixture(scope="module")
+def facesets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("facesets")
+    return (build_faceset(str(root / "a"), "a", n=12).uri, build_faceset(str(root / "b"), "b", n=12).uri)
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_shapes(name):
+    cfg = preset(name)
+    model = FaceSwapModel(cfg)
+    x = torch.rand(2, 3, cfg.size, cfg.size)
+    code = model.encoder(x)
+    assert code.shape == (2, cfg.decoder_dims[0], 2 * cfg.dense_side, 2 * cfg.dense_side)
+    out_a, out_b = model(x, x)
+    channels = 4 if cfg.learn_mask else 3
+    assert out_a.shape == out_b.shape == (2, channels, cfg.size, cfg.size)
+    assert 0 <= out_a.min() and out_a.max() <= 1
+    assert model.swap(x, "a2b").shape == (2, channels, cfg.size, cfg.size)
+
+
+def test_encoder_is_shared_and_decoders_are_not():
+    model = FaceSwapModel(preset("lite"))
+    names = [n for n, _ in model.named_children()]
+    assert names == ["encoder", "decoder_a", "decoder_b"]
+    assert model.decoder_a is not model.decoder_b
+    # Both sides' gradients land in the one encoder.
+    x = torch.rand(2, 3, 64, 64)
+    out_a, _ = model(x, torch.zeros_like(x))
+    out_a.mean().backward()
+    assert model.encoder.bottleneck.weight.grad.abs().sum() > 0
+    assert model.decoder_b.out.weight.grad is None or model.decoder_b.out.weight.grad.abs().sum() == 0
+    a2b = model.swap(x, "a2b")
+    assert torch.allclose(a2b, model.decoder_b(model.encoder(x)))
+
+
+def test_augment_keeps_target_clean_and_aux_aligned():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    aux = x[:, :2].clone()  # aux equal to two image channels must move exactly like the image
+    cfg = dataclasses.replace(AugmentConfig(), brightness=0, contrast=0, saturation=0)
+    inp, target, aux_out = augment(x, aux, cfg, gen)
+    assert inp.shape == target.shape == x.shape and aux_out.shape == aux.shape
+    assert torch.allclose(aux_out, target[:, :2], atol=1e-5)
+    assert (inp - target).abs().mean() > 1e-3    # the input is warped, the target is not
+    cfg = dataclasses.replace(AugmentConfig(), rotation_deg=0, scale=0, shift=0, flip=0, warp=0,
+                              brightness=0, contrast=0, saturation=0)
+    inp, target, _ = augment(x, None, cfg, gen)
+    assert torch.allclose(target, x, atol=1e-5) and torch.allclose(inp, x, atol=1e-5)
+
+
+def test_ssim_and_loss():
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(ssim_map(x, x), torch.ones(2, 1, 32, 32), atol=1e-4)
+    assert reconstruction_loss(x, x).item() < 1e-4
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    base = reconstruction_loss(noisy, x)
+    assert base > 0.05
+    # Weighting the noisy half only raises the loss.
+    noisy_half = x.clone()
+    noisy_half[..., :16] = noisy[..., :16]
+    weight = torch.ones(2, 1, 32, 32)
+    weight[..., :16] = 5
+    assert reconstruction_loss(noisy_half, x, weight) > reconstruction_loss(noisy_half, x)
+    mask = torch.ones(2, 1, 32, 32)
+    assert reconstruction_loss(x, x, None, torch.zeros_like(mask), mask).item() == pytest.approx(0.5, abs=1e-4)
+
+
+def test_loss_falls_on_a_tiny_run(facesets):
+    from faceswap.stages.train import Stepper, make_optimizer
+
+    torch.manual_seed(0)
+    cfg = preset("lite")
+    model = FaceSwapModel(cfg)
+    stepper = Stepper(model, model, make_optimizer(model, 1e-3), torch.device("cpu"), 0.0, seed=0)
+    stream_a, stream_b = FaceStream(facesets[0], 64, buffer=12), FaceStream(facesets[1], 64, buffer=12)
+    try:
+        losses = [sum(stepper.step(stepper.to_tensors(*stream_a.next_batch(8)),
+                                   stepper.to_tensors(*stream_b.next_batch(8)), 1e-3)) for _ in range(40)]
+    finally:
+        stream_a.close()
+        stream_b.close()
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
+    records, info = load_records(facesets[0])
+    assert info.crop_size == 128 and info.centering == "face" and len(records) == 12
+    # Landmarks in crop space lie inside the crop.
+    pts = np.concatenate([r.landmarks for r in records])
+    assert pts.min() > 0 and pts.max() < 128
+    streams = [FaceStream(facesets[0], 64, rank=r, world=2, seed=3, buffer=4) for r in range(2)]
+    try:
+        images, maps = streams[0].next_batch(5)
+        assert images.shape == (5, 64, 64, 3) and images.dtype == np.uint8
+        assert maps.shape == (5, 64, 64, 2) and maps[..., 0].mean() > 50   # face hull covers much of the crop
+        orders = [set(s._order(0)) for s in streams]
+        assert not orders[0] & orders[1] and len(orders[0] | orders[1]) == 12
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_crop_key_with_dotdot_is_refused(tmp_path):
+    store = build_faceset(str(tmp_path / "bad"), "a", n=2)
+    table = store.read_parquet("alignments/astronaut-00000.parquet")
+    crops = table.column("crop").to_pylist()
+    crops[1] = "../../etc/passwd"
+    table = table.set_column(table.schema.get_field_index("crop"), "crop", pa.array(crops))
+    store.write_parquet("alignments/astronaut-00000.parquet", table)
+    with pytest.raises(InputError, match=r"astronaut-00000.parquet: unsafe crop key '\.\./\.\./etc/passwd'"):
+        load_records(store.uri)
+
+
+def test_not_a_faceset(tmp_path):
+    with pytest.raises(InputError, match="no alignments"):
+        load_records(str(tmp_path))
+
+
+# -- final model folder ----------------------------------------------------------------------------------
+
+def _write_lite_model(uri: str, learn_mask: bool = False) -> tuple[FaceSwapModel, str]:
+    cfg = dataclasses.replace(preset("lite"), learn_mask=learn_mask)
+    torch.manual_seed(1)
+    model = FaceSwapModel(cfg)
+    fp = write_model(Store(uri), model.state_dict(), cfg, 128, "face", {"steps": 0})
+    return model, fp
+
+
+@pytest.mark.parametrize("learn_mask", [False, True])
+def test_load_swapper_round_trip(tmp_path, learn_mask):
+    model, fp = _write_lite_model(str(tmp_path), learn_mask)
+    swapper = load_swapper(str(tmp_path))
+    assert (swapper.size, swapper.crop_size, swapper.centering, swapper.fingerprint) == (64, 128, "face", fp)
+    crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    faces, masks = swapper.swap(crops, "a2b")
+    assert faces.shape == crops.shape and faces.dtype == np.uint8
+    with torch.no_grad():
+        expected = model.eval().swap(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255, "a2b")
+    expected_u8 = (expected[:, :3] * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    assert np.abs(faces.astype(int) - expected_u8).max() <= 1
+    if learn_mask:
+        assert masks.shape == (5, 64, 64) and masks.dtype == np.float32
+    else:
+        assert masks is None
+    b2a, _ = swapper.swap(crops, "b2a")
+    assert not np.array_equal(b2a, faces)
+    with pytest.raises(ValueError, match="uint8 crops of shape"):
+        swapper.swap(crops[:, :32], "a2b")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/faceswap-pwned",))
+
+
+def test_model_file_with_code_or_garbage_is_refused(tmp_path):
+    _write_lite_model(str(tmp_path))
+    store = Store(str(tmp_path))
+    store.write_bytes(MODEL_KEY, b"\x00garbage" * 100)
+    with pytest.raises(InputError, match=r"model\.pt is not a valid faceswap weights file"):
+        load_swapper(str(tmp_path))
+    # A pickle with code in it, with a matching fingerprint so torch.load itself must refuse it.
+    evil = pickle.dumps({"encoder.x": _Evil()})
+    store.write_bytes(MODEL_KEY, evil)
+    cfg = store.read_json("model/config.json")
+    from faceswap.model.export import fingerprint
+
+    cfg["fingerprint"] = fingerprint(evil)
+    store.write_json("model/config.json", cfg)
+    with pytest.raises(InputError, match=r"model\.pt is not a valid faceswap weights file"):
+        load_swapper(str(tmp_path))
+    assert not os.path.exists("/tmp/faceswap-pwned")
