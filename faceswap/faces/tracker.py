@@ -11,9 +11,9 @@
 * A track keeps the relation between its detector box and its landmarks (in
   units of the landmarks' own size) from the last detection, so boxes predicted
   from landmarks follow the detector's convention whatever the backend.
-* A track that the crop re-check misses `max_misses` times in a row, or whose
-  landmarks stop looking like a face, is dropped and the next frame runs the full
-  detector. Track ids count up from 0 in order of first sight and are never reused.
+* A face the crop re-check does not confirm is not reported for that frame; a
+  track missed `max_misses` times in a row, or whose landmarks stop looking like
+  a face, is dropped. Either way the next frame runs the full detector. Track ids count up from 0 in order of first sight and are never reused.
 """
 
 from __future__ import annotations
@@ -184,6 +184,8 @@ class FaceTracker:
             else:
                 t.smoothed = pts.copy()
             keep.append(t)
+            if t.misses:
+                continue  # alive for a frame or two in case it comes back, but not reported unconfirmed
             faces.append(Face(bbox=box, landmarks=t.smoothed, score=t.score if hit else t.score * conf,
                               track=t.id))
         self._tracks = keep

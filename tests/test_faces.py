@@ -1,0 +1,257 @@
+"""Faces: the landmark-backend contract (run against every backend), tracker, identity, masks, models.
+
+The backend contract runs once per backend: dlib HOG, dlib CNN, and fan when its
+weights are on this machine (skipped, with the reason, when they are not).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from faceswap.errors import InputError
+from faceswap.faces import align, identity, masks, models
+from faceswap.faces.backend import make_backend, shape_confidence
+from faceswap.faces.tracker import FaceTracker, iou
+
+ASTRONAUT_BOX = np.array([175, 76, 265, 166], dtype=np.float32)
+
+
+def _hopper() -> np.ndarray:
+    import matplotlib.cbook as cbook
+
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _shift(img: np.ndarray, dx: float, dy: float, angle_deg: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, scale)
+    m[:, 2] += (dx, dy)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _fan_or_skip(name):
+    try:
+        return make_backend("fan", device="cpu")
+    except InputError as exc:
+        pytest.skip(f"fan weights are not on this machine: {exc}")
+
+
+@pytest.fixture(scope="module")
+def dlib_hog():
+    return make_backend("dlib", "hog")
+
+
+@pytest.fixture(scope="module", params=["dlib-hog", "dlib-cnn", "fan"])
+def backend(request, dlib_hog):
+    if request.param == "dlib-hog":
+        return dlib_hog
+    if request.param == "dlib-cnn":
+        return make_backend("dlib", "cnn")
+    return _fan_or_skip(request.param)
+
+
+@pytest.fixture(scope="module")
+def astronaut_reference(dlib_hog):
+    """dlib's per-frame full detection on the still: the landmarks everything is compared to."""
+    img = data.astronaut()
+    box = dlib_hog.detect(img)[0]
+    return dlib_hog.landmarks(img, [box])[0][0]
+
+
+# -- backend contract --------------------------------------------------------------------
+
+def test_detect_finds_the_astronaut(backend):
+    boxes, scores = backend.detect_scored(data.astronaut())
+    assert len(boxes) >= 1 and boxes.dtype == np.float32 and boxes.shape[1] == 4
+    assert scores.shape == (len(boxes),) and np.all(np.diff(scores) <= 0), "best first"
+    best = boxes[0]
+    centre = (best[:2] + best[2:]) / 2
+    assert np.linalg.norm(centre - (ASTRONAUT_BOX[:2] + ASTRONAUT_BOX[2:]) / 2) < 25
+    assert 60 < best[2] - best[0] < 170
+    assert [b.tolist() for b in backend.detect(data.astronaut())] == boxes.tolist()
+
+
+def test_detect_nothing_on_a_blank_frame(backend):
+    boxes, scores = backend.detect_scored(np.full((240, 320, 3), 127, np.uint8))
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+def test_landmarks_match_dlib_full_detection(backend, astronaut_reference):
+    img = data.astronaut()
+    box = backend.detect(img)[0]
+    (pts, conf), = backend.landmarks(img, [box])
+    assert pts.shape == (68, 2) and pts.dtype == np.float32
+    assert 0.5 < conf <= 1.0
+    iod = align.inter_ocular(astronaut_reference)
+    err = np.linalg.norm(pts - astronaut_reference, axis=1).mean() / iod
+    # Same model -> near identical; another model (fan) -> same anatomy within a tenth of the eye distance.
+    assert err < (0.02 if backend.name == "dlib" else 0.10), err
+
+
+def test_landmarks_follow_a_shifted_image(backend):
+    img = data.astronaut()
+    box = backend.detect(img)[0]
+    (pts, _), = backend.landmarks(img, [box])
+    moved = np.roll(img, (11, -7), axis=(0, 1))
+    (pts2, _), = backend.landmarks(moved, [box + np.array([-7, 11, -7, 11], np.float32)])
+    assert np.abs((pts2 - pts) - np.array([-7, 11])).mean() < 1.0
+
+
+def test_landmarks_of_no_boxes_is_empty(backend):
+    assert backend.landmarks(data.astronaut(), []) == []
+
+
+def test_tracker_follows_a_moving_face(backend, dlib_hog):
+    img = data.astronaut()
+    frames = [_shift(img, 3 * i, 2 * i, angle_deg=0.8 * i) for i in range(10)]
+    tracker = FaceTracker(backend, detect_every=5, min_face_px=80)
+    tracks, errs = set(), []
+    for frame in frames:
+        faces = [f for f in tracker.update(frame) if iou(f.bbox, ASTRONAUT_BOX) > 0 or f.bbox[1] < 250]
+        assert len(faces) == 1
+        tracks.add(faces[0].track)
+        ref_box = dlib_hog.detect(frame)[0]
+        ref = dlib_hog.landmarks(frame, [ref_box])[0][0]
+        errs.append(np.linalg.norm(faces[0].landmarks - ref, axis=1).mean() / align.inter_ocular(ref))
+    assert len(tracks) == 1, "one face, one track id"
+    assert tracker.stats["full_detections"] <= 3, tracker.stats
+    assert max(errs) < (0.03 if backend.name == "dlib" else 0.10), errs
+
+
+# -- tracker (dlib) --------------------------------------------------------------------------
+
+def test_tracker_drops_a_face_that_leaves_and_numbers_its_return(dlib_hog):
+    img = data.astronaut()[:256, 100:356]
+    blank = np.full_like(img, 90)
+    tracker = FaceTracker(dlib_hog, detect_every=4, min_face_px=80)
+    seq = [img] * 3 + [blank] * 4 + [img] * 5
+    counts, ids = [], []
+    for frame in seq:
+        faces = tracker.update(frame)
+        counts.append(len(faces))
+        ids.append([f.track for f in faces])
+    assert counts[:3] == [1, 1, 1]
+    assert counts[3:7] == [0, 0, 0, 0], counts  # an unconfirmed face is never reported
+    back = counts.index(1, 7)
+    assert back - 7 < 4, counts  # found again by the next periodic detection at the latest
+    assert all(i == [1] for i in ids[back:]), ids  # with a new id, kept from then on
+
+
+def test_tracker_keeps_two_faces_apart(dlib_hog):
+    a = cv2.resize(data.astronaut()[20:240, 120:320], (200, 220))
+    b = cv2.resize(_hopper()[40:420, 120:420], (200, 253))[:220]
+    canvas = np.full((260, 480, 3), 100, np.uint8)
+    tracker = FaceTracker(dlib_hog, detect_every=4, min_face_px=70)
+    seen = []
+    for i in range(8):
+        frame = canvas.copy()
+        frame[20:240, 10 + i:210 + i] = a
+        frame[20:240, 270 - i:470 - i] = b
+        faces = tracker.update(frame)
+        seen.append([(f.track, round(float(f.bbox[0]) / 240)) for f in faces])
+    # Left face is always track 0 and the right one track 1 (numbered left to right... by first sight).
+    assert all(sorted(s) == sorted(seen[0]) and len(s) == 2 for s in seen), seen
+
+
+def test_tracker_smoothing_damps_jitter(dlib_hog):
+    img = data.astronaut()
+    raw, smooth = FaceTracker(dlib_hog, detect_every=50), FaceTracker(dlib_hog, detect_every=50, smooth=0.7)
+    jitter = [(0, 0), (3, -3), (0, 0), (3, -3), (0, 0), (3, -3)]
+    a = [raw.update(_shift(img, dx, dy))[0].landmarks.mean(axis=0) for dx, dy in jitter]
+    b = [smooth.update(_shift(img, dx, dy))[0].landmarks.mean(axis=0) for dx, dy in jitter]
+    assert np.ptp(np.array(b)[2:], axis=0).sum() < 0.6 * np.ptp(np.array(a)[2:], axis=0).sum()
+    with pytest.raises(ValueError):
+        FaceTracker(dlib_hog, smooth=1.0)
+
+
+def test_shape_confidence_separates_faces_from_noise():
+    face = align.MEAN_FACE_68 * 100 + 40
+    assert shape_confidence(face) > 0.95
+    rng = np.random.default_rng(0)
+    assert shape_confidence(rng.uniform(0, 100, size=(68, 2))) < 0.2
+
+
+# -- fan weights, model files ------------------------------------------------------------------
+
+def test_fan_without_weights_names_files_and_folder(tmp_path):
+    with pytest.raises(InputError) as err:
+        make_backend("fan", model_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path) in msg
+    assert "2DFAN4-11f355bf06.pth.tar" in msg and "s3fd-619a316812.pth" in msg
+
+
+def test_model_files_are_found_without_importing_the_package():
+    import sys
+
+    for name in (models.SHAPE_PREDICTOR_68, models.FACE_RECOGNITION, models.MMOD_DETECTOR):
+        assert os.path.isfile(models.model_path(name))
+    assert "face_recognition_models" not in sys.modules
+    with pytest.raises(InputError, match="missing"):
+        models.model_path("no_such_model.dat")
+
+
+# -- identity ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def refs_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("refs")
+    cv2.imwrite(str(d / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(d / "hopper.jpg"), cv2.cvtColor(_hopper(), cv2.COLOR_RGB2BGR))
+    return d
+
+
+def test_identity_separates_people_and_matches_the_same_person(refs_dir, dlib_hog):
+    refs = identity.load_references([str(refs_dir / "astronaut.png"), str(refs_dir / "hopper.jpg")])
+    assert refs.shape == (2, 128) and refs.dtype == np.float32
+    assert identity.min_distance(refs[0], refs[1:]) > identity.SAME_PERSON
+    # The same person, shifted, rotated, scaled and brightened.
+    img = np.clip(_shift(data.astronaut(), 25, 15, angle_deg=6, scale=0.9) * 1.15 + 8, 0, 255).astype(np.uint8)
+    box = dlib_hog.detect(img, upsample=1)[0]
+    emb = identity.FaceEncoder().embed(img, dlib_hog.landmarks(img, [box])[0][0])
+    assert identity.min_distance(emb, refs[:1]) < identity.SAME_PERSON
+    assert identity.min_distance(emb, refs[1:]) > identity.SAME_PERSON
+    assert identity.min_distance(emb, np.zeros((0, 128))) == float("inf")
+
+
+def test_identity_reference_folder_and_errors(refs_dir, tmp_path):
+    assert identity.load_references(str(refs_dir)).shape == (2, 128)
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(InputError, match=f"{blank}: no face found"):
+        identity.load_references([str(blank)])
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(InputError, match=f"{broken}: not a readable image"):
+        identity.load_references([str(broken)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=f"{empty}: folder holds no images"):
+        identity.load_references([str(empty)])
+    with pytest.raises(InputError, match="no such file"):
+        identity.load_references([str(tmp_path / "missing.png")])
+
+
+# -- masks ---------------------------------------------------------------------------------------
+
+def test_masks_hull_erode_feather():
+    pts = align.mean_face_in_crop(128)
+    mask = masks.hull_mask(pts, (128, 128))
+    assert mask.dtype == np.float32 and set(np.unique(mask)) == {0.0, 1.0}
+    hull_area = cv2.contourArea(cv2.convexHull(pts.astype(np.float32)))
+    assert abs(mask.sum() - hull_area) / hull_area < 0.05
+    x, y = pts[30].astype(int)  # nose tip is inside
+    assert mask[y, x] == 1 and mask[0, 0] == 0
+    eroded = masks.erode(mask, 4)
+    assert eroded.sum() < mask.sum() and np.all(eroded <= mask)
+    assert masks.erode(mask, -4).sum() > mask.sum()
+    soft = masks.feather(mask, 6)
+    assert soft.min() >= 0 and soft.max() <= 1
+    assert 0 < ((soft > 0) & (soft < 1)).sum() and soft[y, x] > 0.99
+    assert np.array_equal(masks.feather(mask, 0), mask)
