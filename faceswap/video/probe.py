@@ -1,0 +1,188 @@
+"""What a video file holds, read from its container and packets (no decoding but one frame).
+
+    path -> checks (exists, non-empty) -> PyAV open -> video stream
+         -> demux video packets: count, pts spacing (vfr), keyframe flags
+         -> first decoded frame: display-matrix rotation
+         -> VideoInfo (displayed width/height, i.e. after rotation)
+
+Demuxing touches only packet headers and data already in the page cache, so a
+3-hour film probes in seconds; the packet count is exact where `stream.frames`
+(a container claim) can be missing (mkv) or wrong (truncated files).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from faceswap.errors import InputError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """One video file. `rotation` is the counter-clockwise turn (0/90/180/270) applied for display."""
+
+    path: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    rotation: int
+    duration_s: float
+    has_audio: bool
+    audio_duration_s: float
+    vfr: bool
+    codec: str
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open `path` with PyAV or raise InputError naming the file and the problem."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a video file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        # A text file, or an mp4 cut before its moov index, lands here.
+        raise InputError(f"{path}: not a video file, or truncated ({exc.strerror})") from exc
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: not a video file (no video stream)")
+    return container
+
+
+@dataclass(frozen=True)
+class _Packets:
+    pts: np.ndarray  # (N,) int64 presentation timestamps in stream time_base, decode order
+    keyframe: np.ndarray  # (N,) bool
+
+
+def _video_packets(path: str, container: av.container.InputContainer) -> _Packets:
+    stream = container.streams.video[0]
+    pts, keys = [], []
+    fallback = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue  # flush packets and edit-list trims are not displayed frames
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:
+                ts = fallback  # raw streams without timestamps: keep order, spacing unknown
+            fallback = ts + 1
+            pts.append(ts)
+            keys.append(packet.is_keyframe)
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: unreadable after {len(pts)} frames, truncated or corrupt ({exc.strerror})") from exc
+    return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool))
+
+
+def _rotation(path: str, container: av.container.InputContainer) -> int:
+    """Counter-clockwise display rotation, normalised to 0/90/180/270."""
+    stream = container.streams.video[0]
+    degrees = 0.0
+    try:
+        for frame in container.decode(stream):
+            degrees = frame.rotation
+            break
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: first frame does not decode ({exc.strerror})") from exc
+    if not degrees and "rotate" in stream.metadata:
+        # Legacy tag: clockwise degrees.
+        degrees = -float(stream.metadata["rotate"])
+    return int(round(degrees / 90.0)) % 4 * 90
+
+
+def rotation(path: str | os.PathLike) -> int:
+    """The display rotation of `path` (counter-clockwise degrees), from its first frame."""
+    with _open(path) as container:
+        return _rotation(os.fspath(path), container)
+
+
+def _is_vfr(sorted_pts: np.ndarray) -> bool:
+    """Irregular spacing of presentation timestamps; one tick of rounding is allowed."""
+    if len(sorted_pts) < 3:
+        return False
+    deltas = np.diff(sorted_pts)
+    typical = float(np.median(deltas))
+    tolerance = max(1.0, 0.02 * typical)
+    return bool(np.any(np.abs(deltas - typical) > tolerance))
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe `path`; raise InputError (one line naming it) for anything that is not a readable video."""
+    path = os.fspath(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        time_base = float(stream.time_base) if stream.time_base else 1.0 / 90000
+        packets = _video_packets(path, container)
+        frames = len(packets.pts)
+        if frames == 0:
+            raise InputError(f"{path}: video stream holds no frames")
+        if stream.frames and frames < stream.frames:
+            raise InputError(f"{path}: truncated video ({frames} of {stream.frames} frames present)")
+        sorted_pts = np.sort(packets.pts)
+        vfr = _is_vfr(sorted_pts)
+        rate = stream.average_rate or stream.guessed_rate
+        if frames >= 2:
+            spacing_s = float(np.median(np.diff(sorted_pts))) * time_base
+            span_s = float(sorted_pts[-1] - sorted_pts[0]) * time_base + spacing_s
+        else:
+            spacing_s, span_s = (1.0 / float(rate) if rate else 0.04), 0.0
+        if not rate or vfr:
+            fps = frames / span_s if span_s > 0 else 1.0 / spacing_s
+        else:
+            fps = float(rate)
+        duration_s = span_s if frames >= 2 else 1.0 / fps
+        container.seek(0)
+        rot = _rotation(path, container)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rot in (90, 270):
+            width, height = height, width
+        has_audio = bool(container.streams.audio)
+        audio_duration_s = _audio_duration(path, container) if has_audio else 0.0
+        return VideoInfo(
+            path=path,
+            frames=frames,
+            fps=fps,
+            width=width,
+            height=height,
+            rotation=rot,
+            duration_s=duration_s,
+            has_audio=has_audio,
+            audio_duration_s=audio_duration_s,
+            vfr=vfr,
+            codec=stream.codec_context.name,
+        )
+
+
+def _audio_duration(path: str, container: av.container.InputContainer) -> float:
+    stream = container.streams.audio[0]
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    # Containers without a per-stream duration (mkv, webm): the end of the last audio packet.
+    container.seek(0)
+    end = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                end = max(end, packet.pts + (packet.duration or 0))
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: audio unreadable, truncated or corrupt ({exc.strerror})") from exc
+    start = stream.start_time or 0
+    return float((end - start) * stream.time_base)
+
+
+def keyframes(path: str | os.PathLike) -> list[int]:
+    """Frame indices (presentation order) of the keyframes of `path`, from packet flags only."""
+    path = os.fspath(path)
+    with _open(path) as container:
+        packets = _video_packets(path, container)
+    order = np.argsort(packets.pts, kind="stable")  # decode order -> presentation order
+    return np.flatnonzero(packets.keyframe[order]).tolist()
