@@ -1,0 +1,1 @@
+"""Rendering a swapped face back into its frame: colour match, mask, paste."""

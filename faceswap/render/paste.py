@@ -1,0 +1,90 @@
+"""Paste a generated face back into its frame, touching only pixels under its mask.
+
+    face crop (model size) + 2x3 source->crop matrix + landmarks
+        -> region of interest in the frame (the crop's footprint, clipped)
+        -> warp crop into the ROI, hull mask (eroded, feathered inside the hull)
+        -> frame[roi] = mask * face + (1 - mask) * frame[roi]
+
+Work happens on the ROI only, so the cost does not grow with the frame size,
+and pixels outside the mask are left exactly as decoded.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap.faces.align import invert, transform_points, warp_from_crop
+from faceswap.faces.masks import erode, feather, hull_mask
+
+
+def face_roi(matrix: np.ndarray, size: int, shape_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The frame box (x0, y0, x1, y1) covered by a ``size`` crop, clipped to the frame."""
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64), invert(matrix))
+    h, w = shape_hw[:2]
+    x0, y0 = np.floor(corners.min(0)).astype(int)
+    x1, y1 = np.ceil(corners.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    return x0, y0, x1, y1
+
+
+def shift_matrix(matrix: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """The same source->crop transform, for source coordinates relative to (x0, y0)."""
+    m = np.asarray(matrix, np.float64).copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    return m
+
+
+def blend_mask(landmarks: np.ndarray, roi: tuple[int, int, int, int], erode_px: int, feather_px: int) -> np.ndarray:
+    """Hull mask in ROI coordinates, eroded, then feathered so it never reaches past the hull."""
+    x0, y0, x1, y1 = roi
+    pts = np.asarray(landmarks, np.float64).reshape(68, 2) - [x0, y0]
+    mask = hull_mask(pts, (y1 - y0, x1 - x0))
+    if feather_px <= 0:
+        width = float(pts[:, 0].max() - pts[:, 0].min())
+        feather_px = max(2, int(round(0.06 * width)))
+    # Erode by the feather width first: the blur then fades out exactly at the hull edge.
+    mask = erode(mask, max(0, erode_px) + feather_px)
+    return feather(mask, feather_px)
+
+
+def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmarks: np.ndarray,
+               model_mask: np.ndarray | None = None, erode_px: int = 0, feather_px: int = 0,
+               seamless: bool = False) -> np.ndarray:
+    """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place; returns ``frame``."""
+    size = face.shape[0]
+    roi = face_roi(matrix, size, frame.shape)
+    if roi is None:
+        return frame
+    x0, y0, x1, y1 = roi
+    m = shift_matrix(matrix, x0, y0)
+    shape = (y1 - y0, x1 - x0)
+    warped = warp_from_crop(face, m, shape)
+    mask = blend_mask(landmarks, roi, erode_px, feather_px)
+    if model_mask is not None:
+        mask *= warp_from_crop(model_mask.astype(np.float32), m, shape)
+    if not mask.any():
+        return frame
+    original = frame[y0:y1, x0:x1]
+    if seamless:
+        binary = (mask > 0.05).astype(np.uint8) * 255
+        ys, xs = np.nonzero(binary)
+        center = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
+        cloned = cv2.seamlessClone(warped, np.ascontiguousarray(original), binary, center, cv2.NORMAL_CLONE)
+        warped = cloned
+    m3 = mask[..., None]
+    blended = warped.astype(np.float32) * m3 + original.astype(np.float32) * (1.0 - m3)
+    # Pixels with mask 0 keep their exact decoded value.
+    out = np.where(m3 > 0, np.clip(np.rint(blended), 0, 255).astype(np.uint8), original)
+    frame[y0:y1, x0:x1] = out
+    return frame
+
+
+def sharpen(face: np.ndarray, amount: float) -> np.ndarray:
+    """Unsharp mask: ``face + amount * (face - blur(face))``."""
+    if amount <= 0:
+        return face
+    blurred = cv2.GaussianBlur(face, (0, 0), sigmaX=1.0)
+    return cv2.addWeighted(face, 1.0 + amount, blurred, -amount, 0)

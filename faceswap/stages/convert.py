@@ -1,0 +1,386 @@
+"""Convert: render the new face into the footage, shard by shard, then assemble the film.
+
+    video + face set + model -> plan frame-range shards (segments already in the work store are skipped)
+      -> [ConvertShard actors] decode -> crop each kept face with its record's matrix
+           -> encoder + decoder B (batched) -> colour match -> watermark -> paste under the hull mask
+           -> visible label (optional) -> encode -> segments/<plan>/<shard>.mkv (published atomically)
+      -> assemble: concat without re-encoding + the source's audio + provenance tags -> output
+
+A shard's segment is its resume marker. Segments live under a folder named by a
+hash of everything that shapes the pixels (video, face set, model fingerprint,
+settings), so a rerun with other settings never reuses a stale segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from faceswap import __version__
+from faceswap.config import ConvertConfig
+from faceswap.errors import FaceswapError, InputError
+from faceswap.storage import Store, check_key, local_input, split_uri
+
+log = logging.getLogger(__name__)
+
+PLAN_KEY = "convert.json"
+SEGMENT_EXT = ".mkv"  # Matroska holds any codec we write, and concatenates cleanly
+FACE_BATCH = 32  # faces per model call: amortises torch overhead, bounded memory
+
+
+# -- the per-shard work -------------------------------------------------------------------------
+
+class ConvertShard:
+    """Swap the faces of one frame range and publish its segment.
+
+    Input columns (one row per shard): ``shard``, ``start``, ``stop``, ``plan`` (JSON of the plan).
+    Output columns: ``shard``, ``frames``, ``swapped_frames``, ``faces``, ``status``, ``error``,
+    ``seconds``, ``node``. Fan-out: 1 shard -> 1 segment of (stop - start) frames.
+    """
+
+    def __init__(self, plan_json: str):
+        import torch
+
+        from faceswap.model.export import load_swapper
+        from faceswap.provenance.watermark import Watermarker, payload_for
+
+        plan = json.loads(plan_json)
+        self.plan = plan
+        self.settings = ConvertConfig(**plan["settings"])
+        torch.set_num_threads(1)  # one core per actor: the pool, not torch, scales across cores
+        self.swapper = load_swapper(self.settings.model)
+        self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
+        self.faces = Store(self.settings.faces)
+        self.work = Store(plan["work"])
+
+    def __call__(self, batch: dict) -> dict:
+        import ray
+
+        out = defaultdict(list)
+        for shard, start, stop in zip(batch["shard"], batch["start"], batch["stop"]):
+            t0 = time.monotonic()
+            row = {"shard": shard, "frames": int(stop - start), "swapped_frames": 0, "faces": 0,
+                   "status": "ok", "error": ""}
+            try:
+                row.update(self.convert(str(shard), int(start), int(stop)))
+            except FaceswapError as exc:
+                row.update(status="failed", error=str(exc))
+            row["seconds"] = time.monotonic() - t0
+            row["node"] = ray.get_runtime_context().get_node_id()
+            for key, value in row.items():
+                out[key].append(value)
+        return {k: np.array(v) for k, v in out.items()}
+
+    def convert(self, shard: str, start: int, stop: int) -> dict:
+        from faceswap.video.decode import iter_frames
+        from faceswap.video.encode import SegmentWriter
+
+        plan, s = self.plan, self.settings
+        records = load_records(self.faces, plan["faceset_shards"], plan["faceset_source"], start, stop)
+        key = segment_key(plan, shard)
+        swapped_frames = faces = 0
+        with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
+            local_segment = os.path.join(tmp, f"{shard}{SEGMENT_EXT}")
+            with SegmentWriter(local_segment, plan["width"], plan["height"], plan["fps"], lossless=s.lossless,
+                               crf=s.crf, threads=1) as writer:
+                pending: list[tuple[int, np.ndarray]] = []
+                expected = start
+                for index, _, frame in iter_frames(video_path, start, stop):
+                    if index != expected:
+                        raise InputError(f"{s.video}: decoder returned frame {index}, expected {expected}")
+                    expected += 1
+                    pending.append((index, frame))
+                    if sum(len(records.get(i, ())) for i, _ in pending) >= FACE_BATCH or len(pending) >= 64:
+                        n_swapped, n_faces = self.render(pending, records, writer, shard)
+                        swapped_frames, faces, pending = swapped_frames + n_swapped, faces + n_faces, []
+                n_swapped, n_faces = self.render(pending, records, writer, shard)
+                swapped_frames, faces = swapped_frames + n_swapped, faces + n_faces
+                if expected != stop:
+                    raise InputError(f"{s.video}: decoded {expected - start} of {stop - start} frames of "
+                                     f"shard {shard} (file truncated or corrupt)")
+            self.work.put_file(local_segment, key)
+        return {"swapped_frames": swapped_frames, "faces": faces}
+
+    def render(self, frames: list[tuple[int, np.ndarray]], records: dict, writer, shard: str) -> tuple[int, int]:
+        """Swap every recorded face of ``frames`` (one model call), write the frames in order."""
+        from faceswap.faces.align import transform_points, warp_to_crop
+        from faceswap.render.color import match_color
+        from faceswap.render.paste import paste_face, sharpen
+
+        if not frames:
+            return 0, 0
+        s, size = self.settings, self.swapper.size
+        jobs = []  # (frame position, landmarks, model-size matrix, original crop)
+        for pos, (index, frame) in enumerate(frames):
+            for landmarks, matrix, crop_size in records.get(index, ()):
+                m = np.asarray(matrix, np.float64).reshape(2, 3) * (size / crop_size)
+                jobs.append((pos, landmarks, m, warp_to_crop(frame, m, size)))
+        if jobs:
+            generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
+        swapped = set()
+        for k, (pos, landmarks, m, original) in enumerate(jobs):
+            face = generated[k]
+            crop_landmarks = transform_points(landmarks, m)
+            region = _crop_hull(crop_landmarks, size)
+            face = match_color(face, original, region, s.color)
+            face = sharpen(face, s.sharpen)
+            if self.watermarker is not None:
+                face = self.watermarker.embed_crop(face, crop_landmarks)
+            frame = frames[pos][1]
+            paste_face(frame, face, m, landmarks, None if masks is None else masks[k],
+                       erode_px=s.erode_px, feather_px=s.feather_px, seamless=s.seamless)
+            swapped.add(pos)
+        for pos, (index, frame) in enumerate(frames):
+            if s.label:
+                from faceswap.provenance.label import draw_label
+
+                frame = draw_label(frame, s.label)
+            if s.frames_out:
+                _write_frame_png(Store(s.frames_out), index, frame)
+            writer.write(frame)
+        return len(swapped), len(jobs)
+
+
+def _crop_hull(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
+    from faceswap.faces.masks import hull_mask
+
+    return hull_mask(crop_landmarks, (size, size))
+
+
+def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
+    import cv2
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise FaceswapError(f"{store.url()}: cannot encode frame {index} as PNG")
+    store.write_bytes(f"frames/{index:08d}.png", data.tobytes())
+
+
+# -- records ---------------------------------------------------------------------------------------
+
+def load_records(faces: Store, faceset_shards: list[dict], source: str, start: int, stop: int) -> dict:
+    """frame -> [(landmarks (68,2), matrix (6,), crop size)] for the kept faces of [start, stop)."""
+    out: dict[int, list] = defaultdict(list)
+    for entry in faceset_shards:
+        if entry["source"] != source or entry["stop"] <= start or entry["start"] >= stop:
+            continue
+        key = check_key(f"alignments/{entry['id']}.parquet")
+        table = faces.read_parquet(key)
+        cols = set(table.column_names)
+        missing = {"frame", "landmarks", "matrix", "size"} - cols
+        if missing:
+            raise InputError(f"{faces.url(key)}: alignment records lack {', '.join(sorted(missing))}")
+        frames = table.column("frame").to_numpy()
+        keep = np.nonzero((frames >= start) & (frames < stop))[0]
+        if not len(keep):
+            continue
+        sub = table.take(keep)
+        for frame, landmarks, matrix, size in zip(sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(),
+                                                  sub.column("matrix").to_pylist(), sub.column("size").to_pylist()):
+            if landmarks is None or matrix is None or len(landmarks) != 136 or len(matrix) != 6:
+                raise InputError(f"{faces.url(key)}: malformed record for frame {frame}")
+            out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size)))
+    return out
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+def default_work(out: str) -> str:
+    return f"{out}.work"
+
+
+def plan_hash(plan: dict) -> str:
+    """What shapes the pixels of a segment: same hash, same segment."""
+    s = dict(plan["settings"])
+    for k in ("out", "work", "workers", "keep_going", "frames_out"):
+        s.pop(k, None)
+    shaping = {"settings": s, "video": plan["video_id"], "fingerprint": plan["fingerprint"],
+               "faceset": plan["faceset_fingerprint"], "shards": plan["shards"]}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def segment_key(plan: dict, shard: str) -> str:
+    return f"segments/{plan['hash']}/{shard}{SEGMENT_EXT}"
+
+
+def _faceset_source(manifest: dict, video_uri: str, frames: int, where: str) -> str:
+    """Which source of the face set is this video: by id, else by file name, else the only video."""
+    from faceswap.video.shards import source_id
+
+    sources = {}
+    for entry in manifest.get("inputs", []):
+        if isinstance(entry, dict) and entry.get("kind", "video") == "video":
+            sources[entry.get("source") or entry.get("id")] = entry
+    wanted = source_id(video_uri)
+    if wanted in sources:
+        return wanted
+    name = os.path.basename(video_uri)
+    by_name = [sid for sid, e in sources.items() if os.path.basename(str(e.get("uri", ""))) == name]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(sources) == 1:
+        sid, entry = next(iter(sources.items()))
+        if int(entry.get("frames", frames)) == frames:
+            return sid
+    raise InputError(f"{where}: this face set has no records for {video_uri} "
+                     f"(its videos: {', '.join(sorted(str(e.get('uri')) for e in sources.values())) or 'none'})")
+
+
+def make_plan(cfg: ConvertConfig) -> dict:
+    """Probe the inputs (fail fast, before the cluster works) and plan the segments."""
+    from faceswap.model.export import load_swapper
+    from faceswap.raycluster import default_workers
+    from faceswap.video.probe import keyframes, probe
+    from faceswap.video.shards import plan_video_shards, source_id
+
+    with local_input(cfg.video) as path:
+        if not os.path.exists(path):
+            raise InputError(f"{cfg.video}: no such file")
+        info = probe(path)
+        keys = keyframes(path)
+    faces = Store(cfg.faces)
+    if not faces.exists("manifest.json"):
+        raise InputError(f"{cfg.faces}: not a face set (no manifest.json; run `faceswap extract` first)")
+    manifest = faces.read_json("manifest.json")
+    source = _faceset_source(manifest, cfg.video, info.frames, cfg.faces)
+    faceset_shards = [{"id": e["id"], "source": e["source"], "start": int(e["start"]), "stop": int(e["stop"])}
+                      for e in manifest.get("shards", []) if e.get("source") == source]
+    for entry in faceset_shards:
+        check_key(f"alignments/{entry['id']}.parquet")
+    swapper = load_swapper(cfg.model)  # validates the weights on the driver: a bad file is exit 2, not 1
+    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    shards = plan_video_shards(source_id(cfg.video), cfg.video, info, keys, shard_frames=cfg.shard_frames,
+                               workers=workers)
+    work = cfg.work or default_work(cfg.out)
+    plan = {
+        "version": 1, "kind": "convert", "faceswap": __version__, "work": Store(work).uri,
+        "settings": dataclasses.asdict(cfg), "video_id": source_id(cfg.video), "faceset_source": source,
+        "faceset_shards": faceset_shards,
+        "faceset_fingerprint": hashlib.sha256(json.dumps(faceset_shards, sort_keys=True).encode()).hexdigest()[:12],
+        "fingerprint": swapper.fingerprint, "frames": info.frames, "fps": info.fps, "width": info.width,
+        "height": info.height, "has_audio": info.has_audio, "vfr": info.vfr, "workers": workers,
+        "shards": [{"id": sh.id, "start": sh.start, "stop": sh.stop} for sh in shards],
+    }
+    plan["hash"] = plan_hash(plan)
+    return plan
+
+
+# -- the driver --------------------------------------------------------------------------------------
+
+# Each actor holds one core's worth of work; 0.9 leaves Ray Data's own tasks room on a 2-core node.
+ACTOR_CPUS = 0.9
+
+
+def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
+    """Convert ``cfg.video`` and assemble ``cfg.out``; returns the summary."""
+    import ray
+
+    from faceswap.raycluster import cpu_stage_resources
+
+    t0 = time.monotonic()
+    out_store, _ = split_uri(cfg.out)
+    out_store.check_writable()
+    plan = make_plan(cfg)
+    work = Store(plan["work"])
+    work.check_writable()
+    work.write_json(PLAN_KEY, plan)
+
+    done = set(work.list(f"segments/{plan['hash']}", suffix=SEGMENT_EXT))
+    todo = [sh for sh in plan["shards"] if segment_key(plan, sh["id"]) not in done]
+    reused = len(plan["shards"]) - len(todo)
+    rows: list[dict] = []
+    if todo:
+        ds = ray.data.from_items([{"shard": sh["id"], "start": sh["start"], "stop": sh["stop"]} for sh in todo],
+                                 override_num_blocks=len(todo))
+        ds = ds.map_batches(
+            ConvertShard, fn_constructor_args=(json.dumps(plan),), batch_size=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(plan["workers"], len(todo)))),
+            num_cpus=ACTOR_CPUS,
+            # A lost node or a crashed actor redoes its shard: segments are idempotent.
+            ray_remote_args={"resources": cpu_stage_resources(), "max_restarts": 4, "max_task_retries": 4},
+        )
+        for row in ds.iter_rows():
+            rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed and not cfg.keep_going:
+        first = failed[0]
+        raise FaceswapError(f"convert failed on {len(failed)} segment(s); first: {first['shard']}: {first['error']}")
+    summary = {
+        "video": cfg.video, "out": cfg.out, "frames": plan["frames"], "segments": len(plan["shards"]),
+        "segments_reused": reused, "segments_failed": [r["shard"] for r in failed],
+        "swapped_frames": int(sum(r["swapped_frames"] for r in rows)), "faces": int(sum(r["faces"] for r in rows)),
+        "nodes": sorted({r["node"] for r in rows}), "model_fingerprint": plan["fingerprint"],
+    }
+    if not failed:
+        assemble_from_plan(plan, cfg.out)
+    elapsed = time.monotonic() - t0
+    summary["seconds"] = round(elapsed, 2)
+    summary["frames_per_s"] = round(sum(r["frames"] for r in rows) / elapsed, 2) if rows else 0.0
+    work.write_json(f"summaries/{plan['hash']}.json", summary)
+    if progress:
+        print_summary(summary)
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    lines = [
+        ("output", summary["out"]), ("frames", summary["frames"]), ("swapped frames", summary["swapped_frames"]),
+        ("faces swapped", summary["faces"]), ("frames/s (converted)", summary["frames_per_s"]),
+        ("segments", summary["segments"]), ("segments reused", summary["segments_reused"]),
+        ("segments failed", len(summary["segments_failed"])), ("model", summary["model_fingerprint"]),
+    ]
+    width = max(len(k) for k, _ in lines)
+    print("convert summary")
+    for k, v in lines:
+        print(f"  {k:<{width}}  {v}")
+
+
+# -- assembly ------------------------------------------------------------------------------------------
+
+def assemble_from_plan(plan: dict, out: str) -> str:
+    """Join the plan's segments in order, add the source's audio and the provenance tags."""
+    from faceswap.provenance.metadata import provenance_tags
+    from faceswap.video.assemble import assemble
+
+    work = Store(plan["work"])
+    keys = [segment_key(plan, sh["id"]) for sh in plan["shards"]]
+    missing = [k for k in keys if not work.exists(k)]
+    if missing:
+        raise FaceswapError(f"{work.uri}: {len(missing)} segment(s) missing (first: {missing[0]}); "
+                            "rerun convert to finish them")
+    tags = provenance_tags(plan["fingerprint"])
+    label = plan["settings"].get("label")
+    if label:
+        tags["faceswap_label"] = label
+    out_store, out_name = split_uri(out)
+    with local_input(plan["settings"]["video"]) as source, tempfile.TemporaryDirectory(prefix="faceswap-asm-") as tmp:
+        paths = []
+        for i, key in enumerate(keys):
+            if work.remote:
+                paths.append(work.get_file(key, os.path.join(tmp, f"{i:06d}{SEGMENT_EXT}")))
+            else:
+                paths.append(work._path(key))
+        local_out = os.path.join(tmp, out_name)
+        assemble(paths, source, local_out, tags)
+        out_store.put_file(local_out, out_name)  # atomic: a reader never sees half a film
+    return out
+
+
+def run_assemble(work_uri: str, out: str) -> str:
+    """`faceswap assemble WORK --out FILE`: assemble an existing convert run."""
+    work = Store(work_uri)
+    if not work.exists(PLAN_KEY):
+        raise InputError(f"{work.uri}: not a convert work folder (no {PLAN_KEY})")
+    plan = work.read_json(PLAN_KEY)
+    split_uri(out)[0].check_writable()
+    assemble_from_plan(plan, out)
+    print(f"assembled {len(plan['shards'])} segments -> {out}")
+    return out
