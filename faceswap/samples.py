@@ -254,14 +254,14 @@ def write_samples(out_dir: str | os.PathLike, sizes: tuple[str, ...] | list[str]
         if size not in _SIZES:
             raise ValueError(f"unknown sample size {size!r}; choose from {sorted(_SIZES)}")
         width, height, frames = _SIZES[size]
-        face_px = 0.38 * height
+        face_px = 0.42 * height  # >= 109 px at the smallest scale: dlib HOG (no upsampling) sees ~80 px and up
         clips = {
             f"a_{size}.mp4": _Scene(width, height, [("a", face_px, False, 0.5, 0.42)], seed=1),
             f"b_{size}.mp4": _Scene(width, height, [("b", face_px, False, 0.52, 0.45)], seed=2),
         }
         if size == "small":
             clips[f"a_bystander_{size}.mp4"] = _Scene(
-                width, height, [("a", 0.36 * height, False, 0.28, 0.42), ("b", 0.31 * height, True, 0.76, 0.40)], seed=3
+                width, height, [("a", 0.40 * height, False, 0.28, 0.42), ("b", 0.31 * height, True, 0.76, 0.40)], seed=3
             )
         for name, scene in clips.items():
             path = out / name
