@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceswap.video.ffmpeg import FFmpegError, ffmpeg_exe, last_line
+from faceswap.video.ffmpeg import FFmpegError, error_reason, ffmpeg_exe
 
 
 def fps_fraction(fps: float | Fraction | str) -> Fraction:
@@ -146,7 +146,7 @@ class SegmentWriter:
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
-        return last_line(self._stderr.read())
+        return error_reason(self._stderr.read())
 
     def _discard(self) -> None:
         self._stderr.close()

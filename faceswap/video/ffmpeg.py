@@ -1,11 +1,16 @@
 """The ffmpeg binary (imageio-ffmpeg's static build) and one way to run it.
 
-    args -> [ffmpeg -hide_banner -nostdin -y ...] -> ok | FFmpegError(last stderr line)
+    args -> [ffmpeg -hide_banner -nostdin -y ...] -> ok | FFmpegError(the reason from stderr)
+
+With `-loglevel error`, ffmpeg (7+, threaded) prints the cause first and then the
+cascade it set off ("Task finished with error code", "Nothing was written into
+output file"), so the reason quoted is the first error line, not the last.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 
 import imageio_ffmpeg
@@ -21,12 +26,14 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def last_line(stderr: str | bytes) -> str:
-    """The last non-empty line of ffmpeg's stderr: usually the actual reason."""
+def error_reason(stderr: str | bytes) -> str:
+    """The line of ffmpeg's stderr that says why it failed, without the "[muxer @ 0x...]" prefix."""
     if isinstance(stderr, bytes):
         stderr = stderr.decode("utf-8", "replace")
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else "(no message)"
+    if not lines:
+        return "(no message)"
+    return re.sub(r"^(\[[^\]]*@ 0x[0-9a-f]+\]\s*)+", "", lines[0])
 
 
 def run_ffmpeg(args: list[str], what: str, timeout_s: float | None = None) -> None:
@@ -37,4 +44,4 @@ def run_ffmpeg(args: list[str], what: str, timeout_s: float | None = None) -> No
     except subprocess.TimeoutExpired as exc:
         raise FFmpegError(f"{what}: ffmpeg did not finish within {timeout_s} s") from exc
     if proc.returncode != 0:
-        raise FFmpegError(f"{what}: ffmpeg failed (exit {proc.returncode}): {last_line(proc.stderr)}")
+        raise FFmpegError(f"{what}: ffmpeg failed (exit {proc.returncode}): {error_reason(proc.stderr)}")

@@ -1,0 +1,272 @@
+"""Video I/O on real files: probe, keyframes, shard plans, exact decode, encode, assemble."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from faceswap.errors import InputError
+from faceswap.samples import read_barcode
+from faceswap.video.assemble import assemble
+from faceswap.video.decode import iter_frames
+from faceswap.video.encode import SegmentWriter, fps_fraction
+from faceswap.video.ffmpeg import FFmpegError, run_ffmpeg
+from faceswap.video.probe import VideoInfo, keyframes, probe
+from faceswap.video.shards import Shard, plan_video_shards, source_id, target_shard_frames
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def clip(samples_dir) -> str:
+    return str(Path(samples_dir) / "a_small.mp4")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, clip) -> Path:
+    """Derived test inputs, made once: bad files, rotated, VFR, mkv, mov with PCM audio."""
+    d = tmp_path_factory.mktemp("made")
+    data = Path(clip).read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])  # moov sits at the end: cut off
+    run_ffmpeg(["-i", clip, "-c", "copy", "-movflags", "+faststart", str(d / "faststart.mp4")], "faststart")
+    faststart = (d / "faststart.mp4").read_bytes()
+    (d / "truncated_faststart.mp4").write_bytes(faststart[: len(faststart) // 2])  # index intact, frames cut
+    (d / "text.mp4").write_text("this is not a video\n" * 20)
+    (d / "empty.mp4").write_bytes(b"")
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(d / "audio_only.m4a")], "audio only")
+    # Phone-style rotation: pixels stored turned clockwise, display matrix turns them back.
+    upright = [f for _, _, f in iter_frames(clip, 0, 12)]
+    for degrees in (90, 270):
+        stored = d / f"stored{degrees}.mp4"
+        with SegmentWriter(stored, 288, 384, FPS) as writer:
+            for frame in upright:
+                writer.write(np.ascontiguousarray(np.rot90(frame, -degrees // 90)))
+        run_ffmpeg(["-display_rotation", str(degrees), "-i", str(stored), "-c", "copy", str(d / f"rot{degrees}.mp4")], "rot")
+    # VFR: frames 20..29 dropped, the others keep their timestamps.
+    run_ffmpeg(["-i", clip, "-vf", r"select=not(between(n\,20\,29))", "-fps_mode", "vfr", "-an",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", str(d / "vfr.mp4")], "vfr")
+    run_ffmpeg(["-i", clip, "-c", "copy", str(d / "a.mkv")], "mkv")
+    run_ffmpeg(["-i", clip, "-c:v", "copy", "-c:a", "pcm_s16le", str(d / "pcm.mov")], "pcm mov")
+    return d
+
+
+def _codes(path, start=0, stop=None) -> list[int | None]:
+    stop = probe(path).frames if stop is None else stop
+    return [read_barcode(rgb) for _, _, rgb in iter_frames(path, start, stop)]
+
+
+# ---------------------------------------------------------------- probe
+
+
+def test_probe_sample(clip):
+    info = probe(clip)
+    assert info == VideoInfo(path=clip, frames=100, fps=25.0, width=384, height=288, rotation=0, duration_s=4.0,
+                             has_audio=True, audio_duration_s=pytest.approx(4.0, abs=0.04), vfr=False, codec="h264")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("missing.mp4", "no such file"),
+    ("empty.mp4", "empty file"),
+    ("text.mp4", "not a video"),
+    ("truncated.mp4", "truncated"),
+    ("truncated_faststart.mp4", "truncated"),
+    ("audio_only.m4a", "no video stream"),
+])
+def test_probe_bad_input_names_the_file(made, name, problem):
+    path = made / name
+    with pytest.raises(InputError) as err:
+        probe(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+
+
+def test_probe_mkv_counts_packets(made):
+    info = probe(made / "a.mkv")  # Matroska declares no frame count or stream durations
+    assert (info.frames, info.fps, info.vfr) == (100, 25.0, False)
+    assert info.audio_duration_s == pytest.approx(4.0, abs=0.04)
+
+
+def test_keyframes_from_packet_flags(clip):
+    keys = keyframes(clip)
+    assert keys[0] == 0 and 50 in keys and all(0 <= k < 100 for k in keys)  # samples use a 2 s GOP
+
+
+# ---------------------------------------------------------------- shards
+
+
+def _info(frames: int) -> VideoInfo:
+    return VideoInfo("x.mp4", frames, 25.0, 320, 180, 0, frames / 25, False, 0.0, False, "h264")
+
+
+def test_shards_cover_every_frame_once_with_bounded_lengths():
+    rng = random.Random(0)
+    for _ in range(2000):
+        frames, workers = rng.randint(1, 5000), rng.randint(1, 8)
+        shard_frames = rng.choice([0, 0, rng.randint(1, 700)])
+        keys = sorted(rng.sample(range(frames), min(frames, rng.randint(0, 60))))
+        shards = plan_video_shards("src", "s3://b/x.mp4", _info(frames), keys, shard_frames, workers)
+        assert [s.index for s in shards] == list(range(len(shards)))
+        assert shards[0].start == 0 and shards[-1].stop == frames
+        assert all(a.stop == b.start for a, b in zip(shards, shards[1:]))
+        target = target_shard_frames(frames, shard_frames, workers)
+        lengths = [s.frames for s in shards]
+        if len(shards) > 1:
+            assert (target + 1) // 2 <= min(lengths) and max(lengths) <= target + target // 2
+
+
+def test_shards_snap_to_keyframes_and_feed_every_worker():
+    keys = list(range(0, 10_000, 48))
+    shards = plan_video_shards("src", "u", _info(10_000), keys, shard_frames=300)
+    assert all(s.start in keys for s in shards)
+    shards = plan_video_shards("src", "u", _info(2_000), [], workers=8)
+    assert len(shards) >= 16
+    assert len(plan_video_shards("src", "u", _info(30), [], workers=8)) == 1  # too short to split usefully
+
+
+def test_plan_270k_frames_is_fast():
+    keys = list(range(0, 270_000, 250))
+    t0 = time.perf_counter()
+    shards = plan_video_shards("film", "s3://b/film.mp4", _info(270_000), keys, workers=16)
+    assert time.perf_counter() - t0 < 0.5
+    assert sum(s.frames for s in shards) == 270_000 and len(shards) >= 32
+    assert shards[7].id == "film-00007" and isinstance(shards[7], Shard)
+
+
+def test_source_id_is_stable_and_safe():
+    a = source_id("s3://bucket/films/My Film (2019).mp4")
+    assert a == source_id("s3://bucket/films/My Film (2019).mp4")
+    assert a.startswith("My_Film_2019-") and all(c.isalnum() or c in "_-" for c in a)
+    assert source_id("/data/a/film.mp4") != source_id("/data/b/film.mp4")
+
+
+# ---------------------------------------------------------------- decode
+
+
+@pytest.mark.parametrize("start, stop", [(0, 100), (37, 83), (51, 52), (99, 100), (50, 50)])
+def test_iter_frames_gives_exact_indices(clip, start, stop):
+    got = list(iter_frames(clip, start, stop))
+    assert [i for i, _, _ in got] == list(range(start, stop))
+    assert [read_barcode(rgb) for _, _, rgb in got] == list(range(start, stop))  # 37 is not a keyframe
+    assert all(ts == pytest.approx(i / FPS, abs=1e-4) for i, ts, _ in got)
+    assert all(rgb.shape == (288, 384, 3) and rgb.dtype == np.uint8 for _, _, rgb in got)
+
+
+def test_iter_frames_refuses_range_past_the_end(clip):
+    with pytest.raises(InputError, match="outside"):
+        list(iter_frames(clip, 90, 101))
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_rotated_video_decodes_upright(made, degrees):
+    path = made / f"rot{degrees}.mp4"
+    info = probe(path)
+    assert (info.rotation, info.width, info.height, info.frames) == (degrees, 384, 288, 12)
+    frames = [rgb for _, _, rgb in iter_frames(path, 3, 12)]
+    assert frames[0].shape == (288, 384, 3)
+    assert [read_barcode(f) for f in frames] == list(range(3, 12))
+    # The convention decode falls back on for decord builds that ignore rotation:
+    # coded pixels turned counter-clockwise by `rotation` are the displayed ones.
+    with av.open(str(path)) as container:
+        coded = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert coded.shape == (384, 288, 3)
+    assert read_barcode(np.ascontiguousarray(np.rot90(coded, degrees // 90))) == 0
+
+
+def test_vfr_video_is_detected_and_fully_decoded(made):
+    path = made / "vfr.mp4"
+    info = probe(path)
+    assert info.vfr and info.frames == 90
+    got = list(iter_frames(path, 0, 90))
+    codes = [read_barcode(rgb) for _, _, rgb in got]
+    assert codes == [*range(20), *range(30, 100)]
+    assert all(ts == pytest.approx(code / FPS, abs=1e-3) for (_, ts, _), code in zip(got, codes))  # true times
+
+
+# ---------------------------------------------------------------- encode
+
+
+@pytest.mark.parametrize("width, height", [(64, 48), (65, 49)])
+def test_lossless_writer_round_trips_pixels(tmp_path, width, height):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(5)]
+    path = tmp_path / "lossless.mp4"
+    with SegmentWriter(path, width, height, FPS, lossless=True) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert writer.frames_written == 5
+    decoded = [rgb for _, _, rgb in iter_frames(path, 0, 5)]
+    assert all(np.array_equal(a, b) for a, b in zip(frames, decoded))
+
+
+def test_lossy_writer_keeps_odd_size_and_rate(tmp_path, clip):
+    path = tmp_path / "odd.mp4"
+    with SegmentWriter(path, 383, 287, "30000/1001") as writer:
+        for _, _, rgb in iter_frames(clip, 0, 10):
+            writer.write(np.ascontiguousarray(rgb[:287, :383]))
+    info = probe(path)
+    assert (info.width, info.height, info.frames) == (383, 287, 10)
+    assert fps_fraction(info.fps) == fps_fraction("30000/1001")
+
+
+def test_writer_failure_is_clear_and_leaves_no_file(tmp_path):
+    path = tmp_path / "bad.mp4"
+    with pytest.raises(FFmpegError, match="bad.mp4.*invalid preset"):
+        with SegmentWriter(path, 64, 48, FPS, preset="no-such-preset") as writer:  # x264 refuses it
+            for _ in range(200):
+                writer.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="frame must be"):
+        with SegmentWriter(path, 64, 48, FPS) as writer:
+            writer.write(np.zeros((48, 63, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_ffmpeg_reports_last_stderr_line(tmp_path):
+    with pytest.raises(FFmpegError, match=r"probe thing: ffmpeg failed .*No such file"):
+        run_ffmpeg(["-i", str(tmp_path / "nope.mp4"), str(tmp_path / "out.mp4")], "probe thing")
+
+
+# ---------------------------------------------------------------- assemble
+
+
+def _segments(clip, tmp_path, bounds, fps=FPS) -> list[Path]:
+    paths = []
+    for i, (start, stop) in enumerate(bounds):
+        paths.append(tmp_path / f"seg{i:03d}.mp4")
+        with SegmentWriter(paths[-1], 384, 288, fps) as writer:
+            for _, _, rgb in iter_frames(clip, start, stop):
+                writer.write(rgb)
+    return paths
+
+
+def test_assemble_joins_segments_with_audio_and_tags(clip, tmp_path):
+    segments = _segments(clip, tmp_path, [(0, 37), (37, 50), (50, 100)])
+    out = assemble(segments, clip, tmp_path / "out" / "film.mp4", {"faceswap_model": "abc123", "comment": "test"})
+    info, source = probe(out), probe(clip)
+    assert info.frames == 100 and not info.vfr and info.fps == 25.0
+    assert _codes(out) == list(range(100))
+    assert info.has_audio and abs(info.audio_duration_s - source.audio_duration_s) <= 1 / FPS
+    with av.open(out) as container:
+        assert container.metadata["faceswap_model"] == "abc123" and container.metadata["comment"] == "test"
+        assert container.streams.audio[0].codec_context.name == "aac"  # copied from the source
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["film.mp4"]
+
+
+def test_assemble_reencodes_audio_mp4_cannot_hold(made, clip, tmp_path):
+    segments = _segments(clip, tmp_path, [(0, 100)])
+    out = assemble(segments, made / "pcm.mov", tmp_path / "film.mp4", {})
+    with av.open(out) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+    assert probe(out).audio_duration_s == pytest.approx(4.0, abs=1 / FPS)
+
+
+def test_assemble_refuses_segments_at_another_rate(clip, tmp_path):
+    segments = _segments(clip, tmp_path, [(0, 10)], fps=30)
+    with pytest.raises(InputError, match="30.000 fps"):
+        assemble(segments, clip, tmp_path / "film.mp4", {})
+    with pytest.raises(InputError, match="segment missing"):
+        assemble([tmp_path / "nope.mp4"], clip, tmp_path / "film.mp4", {})
