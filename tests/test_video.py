@@ -13,7 +13,8 @@ import pytest
 from faceswap.errors import InputError
 from faceswap.samples import read_barcode
 from faceswap.video.assemble import assemble
-from faceswap.video.decode import iter_frames
+from faceswap.video import decode
+from faceswap.video.decode import choose_decoder, iter_frames
 from faceswap.video.encode import SegmentWriter, fps_fraction
 from faceswap.video.ffmpeg import FFmpegError, run_ffmpeg
 from faceswap.video.probe import VideoInfo, keyframes, probe
@@ -147,26 +148,38 @@ def test_source_id_is_stable_and_safe():
 # ---------------------------------------------------------------- decode
 
 
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
 @pytest.mark.parametrize("start, stop", [(0, 100), (37, 83), (51, 52), (99, 100), (50, 50)])
-def test_iter_frames_gives_exact_indices(clip, start, stop):
-    got = list(iter_frames(clip, start, stop))
+def test_iter_frames_gives_exact_indices(clip, start, stop, decoder):
+    got = list(iter_frames(clip, start, stop, decoder=decoder))
     assert [i for i, _, _ in got] == list(range(start, stop))
     assert [read_barcode(rgb) for _, _, rgb in got] == list(range(start, stop))  # 37 is not a keyframe
     assert all(ts == pytest.approx(i / FPS, abs=1e-4) for i, ts, _ in got)
     assert all(rgb.shape == (288, 384, 3) and rgb.dtype == np.uint8 for _, _, rgb in got)
 
 
-def test_iter_frames_refuses_range_past_the_end(clip):
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_iter_frames_refuses_range_past_the_end(clip, decoder):
     with pytest.raises(InputError, match="outside"):
-        list(iter_frames(clip, 90, 101))
+        list(iter_frames(clip, 90, 101, decoder=decoder))
 
 
+def test_long_constant_rate_mp4_uses_pyav(made, clip, monkeypatch):
+    assert choose_decoder(clip) == "decord"  # short: decord's open-time index scan is cheap
+    monkeypatch.setattr(decode, "LONG_VIDEO_FRAMES", 50)
+    assert choose_decoder(clip) == "pyav"
+    assert choose_decoder(made / "vfr.mp4") == "decord"  # pts -> index needs constant spacing
+    assert choose_decoder(made / "a.mkv") == "decord"  # no per-frame container index to check it on
+    assert [read_barcode(rgb) for _, _, rgb in iter_frames(clip, 61, 70)] == list(range(61, 70))
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
 @pytest.mark.parametrize("degrees", [90, 270])
-def test_rotated_video_decodes_upright(made, degrees):
+def test_rotated_video_decodes_upright(made, degrees, decoder):
     path = made / f"rot{degrees}.mp4"
     info = probe(path)
     assert (info.rotation, info.width, info.height, info.frames) == (degrees, 384, 288, 12)
-    frames = [rgb for _, _, rgb in iter_frames(path, 3, 12)]
+    frames = [rgb for _, _, rgb in iter_frames(path, 3, 12, decoder=decoder)]
     assert frames[0].shape == (288, 384, 3)
     assert [read_barcode(f) for f in frames] == list(range(3, 12))
     # The convention decode falls back on for decord builds that ignore rotation:

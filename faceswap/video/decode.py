@@ -1,16 +1,22 @@
-"""Decode an exact frame range with decord, as displayed.
+"""Decode an exact frame range, as displayed.
 
-    path, [start, stop) -> one decord VideoReader -> seek_accurate(start) (decodes from the keyframe before)
-        -> next() sequentially -> rotate by the display matrix unless this decord build already did
-        -> (index, timestamp_s, rgb uint8 HxWx3) ... -> reader released
+    path, [start, stop) -> decoder choice:
+        decord (default): one VideoReader -> seek_accurate(start) -> next() sequentially
+        pyav (long constant-rate mp4/mov): seek to the keyframe before `start` -> decode -> index = pts / frame ticks
+    -> rotate by the display matrix where the decoder did not -> (index, timestamp_s, rgb uint8 HxWx3) -> closed
 
-Reading sequentially after one accurate seek decodes every frame of the range
-exactly once; per-index random access would re-seek.
+Why two decoders: decord builds its frame index on open by reading every packet
+of the file (dmlc/decord#296), about 3 s for a 3-hour film even at 320x180 and
+growing with its bytes, paid again by every shard. Above LONG_VIDEO_FRAMES a
+constant-rate file whose container index proves the spacing regular is decoded
+with PyAV instead, which seeks from the container index and maps each frame's
+pts to its index exactly. Everything else (short files, VFR, Matroska) uses
+decord. Both are checked frame-exact against barcodes in tests/test_video.py.
 
 Rotation: source builds of decord ignore the display matrix, while the PyPI wheel
 (bundling FFmpeg 4.1, which still exported it as a "rotate" tag) applies it. Which
 one is loaded is checked once per process on a tiny rotated clip, so frames are
-rotated exactly once either way.
+rotated exactly once either way. PyAV never applies it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import decord
 import numpy as np
 
@@ -28,6 +35,8 @@ from faceswap.errors import InputError
 from faceswap.video.encode import SegmentWriter
 from faceswap.video.ffmpeg import run_ffmpeg
 from faceswap.video.probe import rotation as display_rotation
+
+LONG_VIDEO_FRAMES = 20_000  # ~13 min at 25 fps: from here decord's per-open scan costs more than a shard's decode
 
 
 @functools.cache
@@ -46,18 +55,60 @@ def decord_applies_rotation() -> bool:
     return bool(frame[:, :8].mean() > frame[:, 8:].mean())
 
 
+def choose_decoder(path: str | os.PathLike) -> str:
+    """"pyav" for a long file whose container index shows constant frame spacing, else "decord"."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.streams.video:
+                return "decord"
+            stream = container.streams.video[0]
+            if stream.frames <= LONG_VIDEO_FRAMES or not stream.average_rate:
+                return "decord"
+            entries = stream.index_entries  # mp4/mov: every sample, read from the moov box, no packet I/O
+            if len(entries) != stream.frames:
+                return "decord"
+            ticks = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
+    except av.FFmpegError:
+        return "decord"  # decord then reports the problem with the file
+    spacing = np.diff(ticks)
+    regular = spacing.size and spacing.min() > 0 and spacing.max() - spacing.min() <= 1
+    return "pyav" if regular else "decord"
+
+
 def iter_frames(
-    path: str | os.PathLike, start: int, stop: int, *, rotation: int | None = None, threads: int = 1
+    path: str | os.PathLike,
+    start: int,
+    stop: int,
+    *,
+    rotation: int | None = None,
+    threads: int = 1,
+    decoder: str = "auto",
 ) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield (frame index, presentation timestamp in s, RGB uint8 HxWx3) for start <= index < stop.
+    """Yield (frame index, seconds since the first frame, RGB uint8 HxWx3) for start <= index < stop.
 
     `rotation` (counter-clockwise degrees, as `probe` reports) is read from the file when None.
     `threads` defaults to 1: decoding runs inside Ray actors that each hold a fraction of a CPU.
+    `decoder`: "auto" (see the module docstring), "decord" or "pyav" (constant frame rate only).
     Timestamps are the stream's own, so variable-frame-rate sources keep their true timing.
     """
     path = os.fspath(path)
     if rotation is None:
         rotation = display_rotation(path)
+    if decoder == "auto":
+        decoder = choose_decoder(path)
+    if decoder == "decord":
+        yield from _iter_decord(path, start, stop, rotation, threads)
+    elif decoder == "pyav":
+        yield from _iter_pyav(path, start, stop, rotation, threads)
+    else:
+        raise ValueError(f"unknown decoder {decoder!r}")
+
+
+def _turn(rgb: np.ndarray, turns: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb  # rot90 turns counter-clockwise
+
+
+def _iter_decord(path: str, start: int, stop: int, rotation: int, threads: int):
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
     except decord.DECORDError as exc:
@@ -68,15 +119,56 @@ def iter_frames(
             raise InputError(f"{path}: frame range [{start}, {stop}) outside the decoded 0..{total} frames")
         if start == stop:
             return
+        first_s = float(reader.get_frame_timestamp([0])[0, 0])
         timestamps_s = reader.get_frame_timestamp(range(start, stop))[:, 0]
         reader.seek_accurate(start)
         turns = (rotation // 90) % 4
         if turns and decord_applies_rotation():
             turns = 0
         for offset, index in enumerate(range(start, stop)):
-            rgb = reader.next().asnumpy()
-            if turns:
-                rgb = np.ascontiguousarray(np.rot90(rgb, turns))  # rot90 turns counter-clockwise
-            yield index, round(float(timestamps_s[offset]), 6), rgb  # decord gives float32 seconds
+            rgb = _turn(reader.next().asnumpy(), turns)
+            # decord gives float32 seconds: round away the float32 noise.
+            yield index, round(float(timestamps_s[offset]) - first_s, 6), rgb
     finally:
         del reader  # frees the demuxer and decoder now, not at the next garbage collection
+
+
+def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        total = stream.frames
+        if not 0 <= start <= stop <= total:
+            raise InputError(f"{path}: frame range [{start}, {stop}) outside the decoded 0..{total} frames")
+        if start == stop:
+            return
+        stream.codec_context.thread_count = threads
+        first_pts = stream.start_time or 0
+        ticks_per_frame = 1.0 / float(stream.average_rate * stream.time_base)
+        turns = (rotation // 90) % 4
+        back_frames = 0
+        while True:
+            # Seek to the keyframe at or before the target; if the demuxer lands after `start`
+            # (B-frame reordering), step further back and try again.
+            target = first_pts + round((start - back_frames) * ticks_per_frame)
+            container.seek(max(target, first_pts), stream=stream, backward=True)
+            expected = start
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise InputError(f"{path}: frame without a timestamp near frame {expected}")
+                index = round((frame.pts - first_pts) / ticks_per_frame)
+                if index < start:
+                    continue
+                if index > expected:
+                    break  # landed past `start` (or a gap): handled below
+                if index < expected:
+                    raise InputError(f"{path}: frame {index} decoded twice (not constant frame rate?)")
+                time_s = round(float((frame.pts - first_pts) * stream.time_base), 6)
+                yield index, time_s, _turn(frame.to_ndarray(format="rgb24"), turns)
+                expected += 1
+                if expected == stop:
+                    return
+            if expected != start:
+                raise InputError(f"{path}: decoding stopped at frame {expected} of [{start}, {stop}) (gap or truncated)")
+            if back_frames >= start:
+                raise InputError(f"{path}: cannot seek to frame {start}")
+            back_frames = min(start, max(2 * back_frames, 16))
