@@ -72,7 +72,7 @@ PRESETS: dict[str, ModelConfig] = {
     "original": ModelConfig(),
     # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores.
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
-                        dense_side=4, dense_dims=256, decoder_dims=[128, 64, 32, 32], kernel=3,
+                        dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
                         batch_size=16, lr=4e-4, steps=1200),
     # For GPUs: 128 px, wider, residual decoder blocks and a learned mask.
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,

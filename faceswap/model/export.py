@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,17 @@ def weights_bytes(obj: Any) -> bytes:
 def load_weights(data: bytes, name: str) -> Any:
     """torch.load with weights_only=True; anything else (code, garbage) is an InputError naming ``name``."""
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # torch warns about pickle protocols before refusing
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every unpickling failure means the same thing to the user
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{name} is not a valid faceswap weights file ({reason})") from None
+        text = " ".join(str(exc).split())
+        if "WeightsUnpickler error:" in text:     # e.g. "Unsupported global: GLOBAL posix.system"
+            reason = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+            reason = f"refused by torch.load(weights_only=True): {reason}"
+        else:
+            reason = text or type(exc).__name__
+        raise InputError(f"{name} is not a valid faceswap weights file ({reason[:120]})") from None
 
 
 def write_model(store: Store, state_dict: dict, mcfg: ModelConfig, crop_size: int, centering: str,

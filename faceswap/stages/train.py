@@ -1,0 +1,446 @@
+"""Train: two face sets -> one shared encoder, two decoders, on Ray Train (DDP).
+
+    face sets A, B -> [each worker: FaceStream A/B -> augment -> encoder -> decoder A / decoder B
+                                    -> SSIM + L1 (both sides every step) -> all-reduce -> Adam]
+      rank 0 -> checkpoints/step_<N>/ (via ray.train.report), previews/, metrics.jsonl, tensorboard/
+      end    -> model/model.pt + model/config.json
+
+Resume: rerunning the same command continues from the newest complete
+checkpoint under ``<out>/checkpoints``: Ray Train V2 restores its own run
+snapshot, and the driver also finds the newest checkpoint itself (it checks
+the architecture before any worker starts), and the worker takes whichever is
+newer. The step counter never restarts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+from faceswap.config import TrainConfig
+from faceswap.errors import ConfigError, FaceswapError, InputError
+from faceswap.model.augment import AugmentConfig, augment
+from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
+from faceswap.model.dataset import FaceStream, decode_sample, load_records
+from faceswap.model.export import load_weights, weights_bytes, write_model
+from faceswap.model.losses import reconstruction_loss
+from faceswap.storage import Store
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"          # Ray Train run name: <out>/checkpoints/step_<N:07d>/
+CKPT_FILE, CKPT_META = "checkpoint.pt", "meta.json"
+_STEP_DIR = re.compile(r"^step_(\d{7,})$")
+PREVIEW_FACES = 4
+
+
+# -- settings ------------------------------------------------------------------------------
+
+def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
+    """The preset's ModelConfig and the effective steps, batch size and learning rate."""
+    if cfg.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {cfg.workers}")
+    mcfg = preset(cfg.preset)
+    return (mcfg, cfg.steps or mcfg.steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr)
+
+
+def lr_at(step: int, base_lr: float, total: int) -> float:
+    """Linear warm-up over the first 5% of steps (at most 200), then constant."""
+    warmup = max(1, min(200, total // 20))
+    return base_lr * min(1.0, (step + 1) / warmup)
+
+
+# -- one training step, shared by the Ray loop and the benchmark's bare loop ------------------
+
+class Stepper:
+    """Augment, forward both sides in one pass, SSIM+L1 on both, backward, optimiser step."""
+
+    def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int):
+        self.model, self.raw, self.opt, self.device = model, raw, opt, device
+        self.eye_mouth_weight = eye_mouth_weight
+        self.aug = AugmentConfig()
+        self.gen = torch.Generator().manual_seed(seed)
+        self.amp = device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+    def to_tensors(self, images: np.ndarray, maps: np.ndarray):
+        x = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        m = torch.from_numpy(maps).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        return x, m                                                    # (B, 3, S, S), (B, 2, S, S)
+
+    def _loss(self, out, target, aux):
+        weight = 1 + self.eye_mouth_weight * aux[:, 1:2] if self.eye_mouth_weight > 0 else None
+        mask_pred = out[:, 3:4] if out.shape[1] == 4 else None
+        return reconstruction_loss(out[:, :3], target, weight, mask_pred, aux[:, 0:1])
+
+    def step(self, a, b, lr: float) -> tuple[float, float]:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen)
+        inp_b, tgt_b, aux_b = augment(*b, self.aug, self.gen)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
+        loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_a + loss_b).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss_a.item(), loss_b.item()
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+def checkpoint_state(raw: FaceSwapModel, opt, step: int, mcfg: ModelConfig, cfg: TrainConfig) -> dict:
+    """Everything needed to resume; plain tensors, numbers and strings, so weights_only loads it."""
+    return {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "model_config": mcfg.to_json(), "train_config": json.dumps(dataclasses.asdict(cfg))}
+
+
+def find_checkpoint(out: Store) -> tuple[str, int, bytes] | None:
+    """The newest complete checkpoint under ``<out>/checkpoints``: (key of checkpoint.pt, step, bytes).
+
+    A checkpoint counts once its meta.json and a checkpoint.pt of the size meta.json names are
+    both there; one cut short by a kill during upload is skipped for the one before it.
+    """
+    found = []
+    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
+        parts = key.split("/")
+        if len(parts) == 3 and _STEP_DIR.match(parts[1]):
+            found.append((int(_STEP_DIR.match(parts[1]).group(1)), parts[1]))
+    for step, name in sorted(found, reverse=True):
+        pt_key = f"{CHECKPOINTS}/{name}/{CKPT_FILE}"
+        try:
+            expected = out.read_json(f"{CHECKPOINTS}/{name}/{CKPT_META}")["bytes"]
+            data = out.read_bytes(pt_key) if out.exists(pt_key) else b""
+        except (FaceswapError, KeyError, TypeError):
+            expected, data = -1, b""
+        if len(data) == expected:
+            return pt_key, step, data
+        log.warning("%s: incomplete checkpoint, skipped", out.url(f"{CHECKPOINTS}/{name}"))
+    return None
+
+
+def read_checkpoint(data: bytes, name: str, mcfg: ModelConfig) -> dict:
+    """Load a checkpoint (weights_only) and refuse one of another architecture."""
+    state = load_weights(data, name)
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "model_config"} <= set(state):
+        raise InputError(f"{name} is not a valid faceswap weights file (not a training checkpoint)")
+    try:
+        stored = ModelConfig.from_dict(json.loads(state["model_config"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} is not a valid faceswap weights file (model config: {exc})") from None
+    if stored.architecture() != mcfg.architecture():
+        old, new = stored.architecture(), mcfg.architecture()
+        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
+        raise ConfigError(f"{name}: checkpoint holds a '{stored.preset}' model, this run asks for "
+                          f"'{mcfg.preset}' ({diff}); use the same --preset or a new --out")
+    return state
+
+
+def _storage(uri: str):
+    """Ray Train's storage_path and storage_filesystem for a local or s3:// --out."""
+    if not uri.startswith("s3://"):
+        return uri, None
+    import pyarrow.fs as pafs
+
+    kwargs = {"region": os.environ.get("AWS_REGION") or "us-east-1"}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                      secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+    return uri[len("s3://"):], pafs.S3FileSystem(**kwargs)
+
+
+def _store_env() -> dict[str, str]:
+    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+    return {k: os.environ[k] for k in names if k in os.environ}
+
+
+# -- rank-0 outputs ----------------------------------------------------------------------------
+
+class Outputs:
+    """Previews, metrics.jsonl and TensorBoard events: written by rank 0 only."""
+
+    def __init__(self, out: Store, start_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out = out
+        self.lines: list[dict] = []
+        if start_step and out.exists("metrics.jsonl"):
+            # Lines past the checkpoint came from the run that died; they are redone.
+            old = [json.loads(s) for s in out.read_text("metrics.jsonl").splitlines() if s.strip()]
+            self.lines = [m for m in old if m.get("step", 0) <= start_step]
+        self.tb_dir = (os.path.join(out.uri, "tensorboard") if not out.remote
+                       else tempfile.mkdtemp(prefix="faceswap-tb-"))
+        self.tb = SummaryWriter(self.tb_dir, purge_step=start_step or None)
+
+    def metrics(self, line: dict):
+        self.lines.append(line)
+        self.out.write_text("metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.lines))
+        for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share", "lr"):
+            self.tb.add_scalar(f"train/{k}", line[k], line["step"])
+        self.tb.flush()
+        if self.out.remote:
+            for name in os.listdir(self.tb_dir):
+                self.out.put_file(os.path.join(self.tb_dir, name), f"tensorboard/{name}")
+
+    def preview(self, raw: FaceSwapModel, faces_a: torch.Tensor, faces_b: torch.Tensor, step: int):
+        """Rows A, A->A, A->B, B, B->B, B->A; one column per preview face."""
+        import cv2
+
+        was_training = raw.training
+        raw.eval()
+        with torch.no_grad():
+            rows = [faces_a, raw.swap(faces_a, "a2a")[:, :3], raw.swap(faces_a, "a2b")[:, :3],
+                    faces_b, raw.swap(faces_b, "b2b")[:, :3], raw.swap(faces_b, "b2a")[:, :3]]
+        raw.train(was_training)
+        grid = torch.cat([torch.cat(list(r.float().cpu()), dim=2) for r in rows], dim=1)   # (3, 6S, kS)
+        rgb = (grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.out.write_bytes(f"previews/step_{step:07d}.png", png.tobytes())
+        self.out.write_bytes("previews/latest.png", png.tobytes())
+
+    def close(self):
+        self.tb.close()
+        if self.out.remote:
+            shutil.rmtree(self.tb_dir, ignore_errors=True)
+
+
+def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
+    records, _ = load_records(uri)
+    records = sorted(records, key=lambda r: r.crop)
+    pick = [records[int(i)] for i in np.linspace(0, len(records) - 1, min(PREVIEW_FACES, len(records)))]
+    store = Store(uri)
+    imgs = np.stack([decode_sample(store, r, size)[0] for r in pick])
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255).to(device)      # (k, 3, S, S)
+
+
+# -- the per-worker loop ---------------------------------------------------------------------------
+
+def train_loop(config: dict) -> None:
+    """Runs on every Ray Train worker. ``config``: train, model (dicts), resume_key, threads, progress."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = TrainConfig(**config["train"])
+    mcfg = ModelConfig.from_dict(config["model"])
+    _, total, batch, base_lr = resolve(cfg)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    device = ray.train.torch.get_device()
+    out = Store(cfg.out)
+
+    torch.manual_seed(cfg.seed)
+    raw = FaceSwapModel(mcfg).to(device)
+    opt = make_optimizer(raw, base_lr)
+
+    # Resume from whichever is newer: Ray's own (a retry inside this run) or what the driver found.
+    start_step, source = 0, None
+    candidates = []
+    ray_ckpt = ray.train.get_checkpoint()
+    if ray_ckpt is not None:
+        with ray_ckpt.as_directory() as d:
+            path = os.path.join(d, CKPT_FILE)
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    candidates.append((f.read(), os.path.join(ray_ckpt.path, CKPT_FILE)))
+    if config["resume_key"] and out.exists(config["resume_key"]):   # gone once Ray kept newer ones
+        candidates.append((out.read_bytes(config["resume_key"]), out.url(config["resume_key"])))
+    states = [(read_checkpoint(data, name, mcfg), name) for data, name in candidates]
+    if states:
+        state, source = max(states, key=lambda s: s[0]["step"])
+        raw.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        del states, state, candidates
+
+    model = ray.train.torch.prepare_model(raw)                     # DDP when world > 1
+    stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step)
+    seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
+    stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed)
+    stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1)
+    outputs = preview_a = preview_b = None
+    if rank == 0:
+        outputs = Outputs(out, start_step)
+        preview_a, preview_b = _preview_faces(cfg.a, mcfg.size, device), _preview_faces(cfg.b, mcfg.size, device)
+        if config["progress"]:
+            print(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{total}"
+                  + (f" from {source}" if source else ""), flush=True)
+
+    def save_checkpoint(step: int, metrics: dict):
+        tmp = None
+        if rank == 0:
+            tmp = tempfile.mkdtemp(prefix="faceswap-ckpt-")
+            data = weights_bytes(checkpoint_state(raw, opt, step, mcfg, cfg))
+            with open(os.path.join(tmp, CKPT_FILE), "wb") as f:
+                f.write(data)
+            with open(os.path.join(tmp, CKPT_META), "w") as f:
+                json.dump({"step": step, "bytes": len(data), "preset": mcfg.preset}, f)
+        ckpt = ray.train.Checkpoint.from_directory(tmp) if tmp else None
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    step = start_step
+    t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
+    last: dict = {}
+    samples_per_step = 2 * batch * world
+    try:
+        while step < total:
+            lr = lr_at(step, base_lr, total)
+            if step > start_step and step % cfg.checkpoint_every == 0:
+                save_checkpoint(step, last or {"step": step})
+            if rank == 0 and step % cfg.preview_every == 0:
+                outputs.preview(raw, preview_a, preview_b, step)
+
+            t0 = time.perf_counter()
+            a = stepper.to_tensors(*stream_a.next_batch(batch))
+            b = stepper.to_tensors(*stream_b.next_batch(batch))
+            wait_window += time.perf_counter() - t0
+            loss_window.append(stepper.step(a, b, lr))
+            step += 1
+
+            if step % cfg.preview_every == 0 or step == total:
+                dt = time.perf_counter() - t_window
+                la, lb = np.mean(loss_window, axis=0)
+                last = {"step": step, "loss_a": round(float(la), 5), "loss_b": round(float(lb), 5),
+                        "samples_per_s": round(samples_per_step * len(loss_window) / dt, 2),
+                        "data_wait_share": round(wait_window / dt, 4), "lr": lr,
+                        "elapsed_s": round(time.perf_counter() - t_start, 1)}
+                if rank == 0:
+                    outputs.metrics(last)
+                    if config["progress"]:
+                        print(f"train: step {step}/{total} loss A {la:.4f} B {lb:.4f} "
+                              f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%",
+                              flush=True)
+                t_window, wait_window, loss_window = time.perf_counter(), 0.0, []
+
+        if step > start_step:
+            save_checkpoint(step, last)
+        if rank == 0:
+            outputs.preview(raw, preview_a, preview_b, step)
+            summary = {"preset": mcfg.preset, "steps": step, "start_step": start_step, "resumed_from": source,
+                       "batch_size": batch, "workers": world, "lr": base_lr,
+                       "train_s": round(time.perf_counter() - t_start, 1),
+                       "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
+                       **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
+            write_model(out, raw.state_dict(), mcfg, stream_a.info.crop_size, stream_a.info.centering, summary)
+    finally:
+        stream_a.close()
+        stream_b.close()
+        if outputs:
+            outputs.close()
+
+
+# -- the driver -------------------------------------------------------------------------------------
+
+def _faceswap_error(exc: BaseException) -> FaceswapError | None:
+    """The user-fixable error a worker died of, if any (worker errors arrive wrapped)."""
+    todo = [exc] + list(getattr(exc, "worker_failures", {}).values())
+    seen = set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, FaceswapError):
+            return e
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
+    return None
+
+
+def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume) a model into ``cfg.out``; returns the training summary."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources
+
+    mcfg, total, batch, lr = resolve(cfg)
+    out = Store(cfg.out)
+    out.check_writable()
+    # Fail fast, before the cluster works: both face sets readable and compatible ...
+    _, info_a = load_records(cfg.a)
+    _, info_b = load_records(cfg.b)
+    if info_a.centering != info_b.centering:
+        raise ConfigError(f"{info_a.uri} is centred on the {info_a.centering}, {info_b.uri} on the "
+                          f"{info_b.centering}: extract both with the same --centering")
+    # ... and the checkpoint to resume from is a real weights file of this architecture.
+    found = find_checkpoint(out)
+    resume_key = None
+    if found:
+        resume_key, ckpt_step, data = found
+        read_checkpoint(data, out.url(resume_key), mcfg)
+        del data
+        if progress:
+            print(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}", flush=True)
+
+    ensure_ray(None)
+    if cfg.gpu:
+        cpus = float(max(1, min(4, cluster_cpus() // cfg.workers)))
+        resources = {"CPU": cpus, "GPU": 1, **gpu_stage_resources()}
+    else:
+        # On CPU every core is a training thread; a worker takes its share of the machine.
+        cpus = float(max(1, min(16, cluster_cpus() // cfg.workers)))
+        resources = {"CPU": cpus, **cpu_stage_resources()}
+    storage_path, storage_fs = _storage(out.uri)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
+                           "resume_key": resume_key, "threads": int(cpus), "progress": progress},
+        torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=CHECKPOINTS, storage_path=storage_path, storage_filesystem=storage_fs,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            # The store's endpoint and credentials reach the workers even when Ray was started before
+            # they were set (never logged: Ray keeps runtime_env out of worker output).
+            worker_runtime_env={"env_vars": _store_env()} if out.remote else None),
+    )
+    t0 = time.perf_counter()
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        user_error = _faceswap_error(exc)
+        if user_error is not None:
+            raise user_error from None
+        raise
+    model_cfg = out.read_json("model/config.json")
+    summary = {**model_cfg["summary"], "out": out.uri, "model": out.url("model"),
+               "fingerprint": model_cfg["fingerprint"], "wall_s": round(time.perf_counter() - t0, 1)}
+    if progress:
+        print(f"train: model {summary['model']} (fingerprint {summary['fingerprint']}) after "
+              f"{summary['steps']} steps", flush=True)
+    return summary
+
+
+def checkpoint_steps(out: Store) -> list[int]:
+    """Steps of the checkpoints present under ``<out>/checkpoints`` (for tests and status)."""
+    steps = []
+    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
+        m = _STEP_DIR.match(key.split("/")[1]) if key.count("/") == 2 else None
+        if m:
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
