@@ -103,6 +103,11 @@ class EvaluateConfig:
     plot: str = opt("", "write a PNG plot of per-frame identity distance and pose error here")
     workers: int = opt(0, "parallel evaluation tasks (0: automatic)")
     max_frames: int = opt(0, "evaluate at most this many frames, spread evenly (0: all)")
+    min_face_px: int = opt(64, "smallest face side to find in the original, in pixels; sets the detection scale")
+    changed_threshold: float = opt(6.0, "mean absolute difference (0-255 levels) inside a face hull above which "
+                                        "the face counts as changed")
+    mask_margin: float = opt(0.25, "grow the face masks by this fraction of the face width before measuring "
+                                   "PSNR outside them")
 
 
 @dataclass

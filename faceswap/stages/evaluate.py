@@ -1,0 +1,298 @@
+"""Evaluate a swap the way the face-swap literature does: identity, pose, expression,
+temporal stability, fidelity outside the face, and the film's integrity.
+
+    original + swapped -> probe both, load references (fail fast)
+      -> frames to evaluate (all, or --max-frames spread evenly) -> frame-range shards of the original
+      -> [Ray Data actors, EvaluateShard: decode the same frames (and each one's predecessor) from both
+          -> faces in the original (dlib) -> per face: changed? -> landmarks on the swapped frame
+          -> identity distances, pose error, expression error
+          -> per frame: flicker sums, squared error outside the face masks, barcodes]
+      -> per-frame records -> metrics.report.build_report -> JSON, table, plot
+
+Metric definitions and units: faceswap/metrics/METRICS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from contextlib import ExitStack
+
+import numpy as np
+
+from faceswap.config import EvaluateConfig
+from faceswap.errors import InputError
+from faceswap.metrics import expression, fidelity, pose, report, temporal
+from faceswap.storage import local_input, split_uri
+
+# One dlib actor is single-threaded; 0.75 CPU each lets two share a 2-core node with
+# room for Ray Data's own read tasks.
+ACTOR_CPUS = 0.75
+SAME_PERSON = 0.6
+MIN_SHAPE_CONFIDENCE = 0.3  # as the tracker: below this the 68 points do not look like a face
+SELECTED_PER_SHARD = 50  # evaluated frames per task: ~10-20 s of work, cheap to redo
+
+
+class EvaluateShard:
+    """Per-frame metrics for one shard.
+
+    Input columns: ``shard`` (str), ``frames`` (list of frame indices to evaluate, sorted).
+    Output columns: ``shard``, ``frame``, ``record`` (JSON of the frame's record). 1 shard -> 1 row per frame.
+    """
+
+    def __init__(self, original: str, swapped: str, target: list, source: list, settings: dict):
+        from faceswap.faces.backend import make_backend
+        from faceswap.faces.identity import FaceEncoder
+
+        self.original_uri, self.swapped_uri = original, swapped
+        self.target = np.asarray(target, dtype=np.float32).reshape(-1, 128)
+        self.source = np.asarray(source, dtype=np.float32).reshape(-1, 128)
+        self.settings = settings
+        self.backend = make_backend("dlib")
+        self.encoder = FaceEncoder()
+        # Scale that puts min_face_px at the detector's window (as the tracker does), at most 2x up.
+        self.scale = min(2.0, self.backend.window_px / max(1, int(settings["min_face_px"])))
+
+    def __call__(self, batch: dict) -> dict:
+        frames = [int(f) for f in batch["frames"][0]]
+        shard = str(batch["shard"][0])
+        out: dict[str, list] = {"shard": [], "frame": [], "record": []}
+        with ExitStack() as stack:
+            orig_path = stack.enter_context(local_input(self.original_uri))
+            swap_path = stack.enter_context(local_input(self.swapped_uri))
+            for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
+                rec = self.evaluate_frame(index, orig, swap, prev)
+                out["shard"].append(shard)
+                out["frame"].append(index)
+                out["record"].append(json.dumps(report.clean(rec)))
+        return out
+
+    # -- one frame ---------------------------------------------------------------------------
+
+    def find_faces(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(box, 68 landmarks) of each face in the frame, detector order."""
+        import cv2
+
+        small = rgb if self.scale == 1.0 else cv2.resize(rgb, None, fx=self.scale, fy=self.scale,
+                                                         interpolation=cv2.INTER_LINEAR)
+        boxes, _ = self.backend.detect_scored(small)
+        boxes = [b / self.scale for b in boxes]
+        faces = []
+        for box, (pts, conf) in zip(boxes, self.backend.landmarks(rgb, boxes)):
+            if conf >= MIN_SHAPE_CONFIDENCE:
+                faces.append((np.asarray(box, np.float32), np.asarray(pts, np.float32)))
+        return faces
+
+    def redetect(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The detector's box for the face near ``box`` in ``rgb`` (relaxed threshold, on a crop),
+        or ``box`` itself when the detector sees none there."""
+        import cv2
+
+        from faceswap.faces.tracker import iou
+
+        h, w = rgb.shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        x0, y0 = int(max(0, box[0] - 0.5 * bw)), int(max(0, box[1] - 0.5 * bh))
+        x1, y1 = int(min(w, box[2] + 0.5 * bw)), int(min(h, box[3] + 0.5 * bh))
+        crop = rgb[y0:y1, x0:x1]
+        if self.scale != 1.0:
+            crop = cv2.resize(crop, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_LINEAR)
+        boxes, _ = self.backend.detect_scored(crop, relaxed=True)
+        best, best_iou = box, 0.3  # below this overlap it is some other face
+        for b in boxes:
+            cand = b / self.scale + np.array([x0, y0, x0, y0], np.float32)
+            if (o := iou(cand, box)) > best_iou:
+                best, best_iou = cand, o
+        return best, best is not box
+
+    def identity(self, swapped: np.ndarray, pts_s: np.ndarray, original: np.ndarray,
+                 pts_o: np.ndarray) -> tuple[float, float]:
+        """(distance to the target refs, distance to the source) of the swapped face."""
+        emb = self.encoder.embed(swapped, pts_s)
+        d_target = float(np.linalg.norm(self.target - emb, axis=1).min())
+        if len(self.source):
+            d_source = float(np.linalg.norm(self.source - emb, axis=1).min())
+        else:
+            d_source = float(np.linalg.norm(self.encoder.embed(original, pts_o) - emb))
+        return d_target, d_source
+
+    def evaluate_frame(self, index: int, orig: np.ndarray, swap: np.ndarray,
+                       prev: tuple[np.ndarray, np.ndarray] | None) -> dict:
+        from faceswap.faces.masks import hull_mask
+        from faceswap.samples import read_barcode
+
+        hw = orig.shape[:2]
+        faces, hulls, changed_hulls = [], [], []
+        for i, (box, pts_o) in enumerate(self.find_faces(orig)):
+            hull = hull_mask(pts_o, hw)
+            diff = fidelity.face_difference(orig, swap, hull)
+            changed = diff > self.settings["changed_threshold"]
+            # An unchanged face is the original face: same box, so the same landmarks on the same pixels.
+            box_s, redetected = self.redetect(swap, box) if changed else (box, False)
+            pts_s = np.asarray(self.backend.landmarks(swap, [box_s])[0][0], np.float32)
+            d_target, d_source = self.identity(swap, pts_s, orig, pts_o)
+            per_angle = pose.pose_error(pts_o, pts_s, hw)
+            faces.append({
+                "face": i, "bbox": box, "changed": bool(changed), "face_diff": diff,
+                "redetected": bool(redetected),
+                "identity_distance_target": d_target, "identity_distance_source": d_source,
+                "retrieved": bool(d_target < d_source and d_target < SAME_PERSON),
+                "pose_original_deg": pose.head_pose(pts_o, hw), "pose_swapped_deg": pose.head_pose(pts_s, hw),
+                "pose_error_per_angle_deg": per_angle, "pose_error_deg": float(np.mean(per_angle)),
+                "expression_error": expression.expression_error(pts_o, pts_s),
+            })
+            hulls.append((hull, box))
+            if changed:
+                changed_hulls.append(hull)
+        margin = lambda box: int(math.ceil(self.settings["mask_margin"] * (box[2] - box[0])))  # noqa: E731
+        grown = [fidelity.outside_mask([h], hw, margin(b)) for h, b in hulls]
+        outside = np.logical_and.reduce(grown) if grown else np.ones(hw, dtype=bool)
+        sse, n = fidelity.squared_error(orig, swap, outside)
+        rec = {
+            "frame": index, "faces": faces, "changed_faces": sum(f["changed"] for f in faces),
+            "outside_sse": sse, "outside_n": n, "psnr_outside_db": fidelity.psnr_db(sse, n),
+            "barcode_original": read_barcode(orig), "barcode_swapped": read_barcode(swap),
+        }
+        # Flicker sums (swapped, original, samples) over the changed faces and over all faces.
+        for name, region_hulls in (("changed", changed_hulls), ("all", [h for h, _ in hulls])):
+            if prev is None or not region_hulls:
+                rec[f"flicker_{name}"] = [0.0, 0.0, 0]
+                continue
+            region = np.clip(np.sum(region_hulls, axis=0), 0, 1) > 0.5
+            s_sum, cnt = temporal.frame_change(prev[1], swap, region)
+            o_sum, _ = temporal.frame_change(prev[0], orig, region)
+            rec[f"flicker_{name}"] = [s_sum, o_sum, cnt]
+        return rec
+
+
+def _frame_pairs(orig_path: str, swap_path: str, frames: list[int]):
+    """Yield (index, (orig t-1, swap t-1) or None, orig t, swap t) for each selected frame.
+
+    Selected frames and their predecessors are decoded as contiguous runs, so all
+    frames of a shard are one run and a sparse subset costs two frames each.
+    """
+    from faceswap.video.decode import iter_frames
+
+    wanted = set(frames)
+    runs: list[list[int]] = []
+    for f in frames:
+        lo = max(0, f - 1)
+        if runs and lo <= runs[-1][1]:
+            runs[-1][1] = f + 1
+        else:
+            runs.append([lo, f + 1])
+    for start, stop in runs:
+        prev = None
+        for (i, _, orig), (j, _, swap) in zip(iter_frames(orig_path, start, stop), iter_frames(swap_path, start, stop)):
+            if i != j:
+                raise InputError(f"{swap_path}: decoded frame {j} where the original gave {i}")
+            if orig.shape != swap.shape:
+                raise InputError(f"{swap_path}: frame {i} is {swap.shape[1]}x{swap.shape[0]}, "
+                                 f"the original's is {orig.shape[1]}x{orig.shape[0]}")
+            if i in wanted:
+                yield i, prev, orig, swap
+            prev = (orig, swap)
+
+
+def select_frames(total: int, max_frames: int) -> list[int]:
+    """All frame indices, or ``max_frames`` of them spread evenly (first and last included)."""
+    if max_frames <= 0 or max_frames >= total:
+        return list(range(total))
+    return sorted({int(round(x)) for x in np.linspace(0, total - 1, max_frames)})
+
+
+def _integrity(info_o, info_s, records: list[dict]) -> dict:
+    """Frame counts, frame order by barcode, audio and video durations of both files."""
+    coded = [r for r in records if r["barcode_original"] is not None]
+    in_order = [r["barcode_swapped"] == r["frame"] for r in coded]
+    share = float(np.mean(in_order)) if coded else None
+    one_frame_s = 1.0 / info_o.fps if info_o.fps else 0.04
+    return {
+        "frames_original": info_o.frames, "frames_swapped": info_s.frames,
+        "frame_count_ok": info_o.frames == info_s.frames,
+        "barcode_frames": len(coded), "frame_order_share": share,
+        "order_ok": None if share is None else share == 1.0,
+        "duration_original_s": info_o.duration_s, "duration_swapped_s": info_s.duration_s,
+        "has_audio_original": info_o.has_audio, "has_audio_swapped": info_s.has_audio,
+        "audio_duration_original_s": info_o.audio_duration_s if info_o.has_audio else None,
+        "audio_duration_swapped_s": info_s.audio_duration_s if info_s.has_audio else None,
+        # AAC frames are ~21-46 ms: within one video frame (plus one AAC frame) counts as kept.
+        "audio_ok": (info_o.has_audio == info_s.has_audio
+                     and (not info_o.has_audio
+                          or abs(info_o.audio_duration_s - info_s.audio_duration_s) <= one_frame_s + 0.05)),
+    }
+
+
+def _probe(uri: str):
+    from faceswap.video.probe import keyframes, probe
+
+    with local_input(uri) as path:
+        if not os.path.exists(path):
+            raise InputError(f"{uri}: no such file")
+        return probe(path), keyframes(path)
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict:
+    """Evaluate ``cfg.swapped`` against ``cfg.original``; write ``cfg.json`` / ``cfg.plot``; return the report."""
+    import ray
+
+    from faceswap.faces.identity import load_references
+    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray
+    from faceswap.video.shards import plan_video_shards, source_id
+
+    if not cfg.target:
+        raise InputError("evaluate: --target needs at least one reference image of the new face")
+    info_o, keys = _probe(cfg.original)
+    info_s, _ = _probe(cfg.swapped)
+    if (info_o.width, info_o.height) != (info_s.width, info_s.height):
+        raise InputError(f"{cfg.swapped}: frames are {info_s.width}x{info_s.height}, "
+                         f"the original's are {info_o.width}x{info_o.height}")
+    target = load_references(cfg.target)
+    source = load_references(cfg.source) if cfg.source else np.zeros((0, 128), np.float32)
+    total = min(info_o.frames, info_s.frames)
+    frames = select_frames(total, cfg.max_frames)
+
+    ensure_ray(None)
+    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    # Shards sized so each holds about SELECTED_PER_SHARD evaluated frames, and every worker gets work.
+    per_shard = max(1, min(SELECTED_PER_SHARD, math.ceil(len(frames) / workers)))
+    shard_frames = max(1, math.ceil(total * per_shard / max(1, len(frames))))
+    planned = plan_video_shards(source_id(cfg.original), cfg.original, dataclasses.replace(info_o, frames=total),
+                                keys, shard_frames=shard_frames, workers=workers)
+    sel = np.asarray(frames)
+    tasks = [{"shard": sh.id, "frames": sel[(sel >= sh.start) & (sel < sh.stop)].tolist()} for sh in planned]
+    tasks = [t for t in tasks if t["frames"]]
+    settings = {
+        "min_face_px": cfg.min_face_px, "changed_threshold": cfg.changed_threshold,
+        "mask_margin": cfg.mask_margin, "max_frames": cfg.max_frames, "psnr_cap_db": fidelity.PSNR_CAP_DB,
+        "same_person": SAME_PERSON,
+        "identity_source": "source references" if cfg.source else "the original face in the same frame",
+    }
+    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
+    ds = ds.map_batches(
+        EvaluateShard, batch_size=1,
+        fn_constructor_args=(cfg.original, cfg.swapped, target.tolist(), source.tolist(), settings),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(tasks)))),
+        num_cpus=ACTOR_CPUS,
+        # Ray 2.60 takes remote options as named parameters (ray_remote_args= is deprecated).
+        resources=cpu_stage_resources(), max_restarts=2, max_task_retries=2,
+    )
+    records = [json.loads(row["record"]) for row in ds.iter_rows()]
+    if len(records) != len(frames):
+        raise RuntimeError(f"evaluate: {len(records)} frame records for {len(frames)} selected frames")
+    result = report.build_report(records, _integrity(info_o, info_s, records), settings)
+    result = {"original": cfg.original, "swapped": cfg.swapped, **result}
+    if cfg.json:
+        store, key = split_uri(cfg.json)
+        store.write_json(key, result)
+    if cfg.plot:
+        store, key = split_uri(cfg.plot)
+        store.write_bytes(key, report.plot_png(result))
+    return result
+
+
+def print_report(result: dict) -> None:
+    """Print the report as a table."""
+    print(report.format_table(result), flush=True)
