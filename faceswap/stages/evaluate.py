@@ -276,8 +276,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         fn_constructor_args=(cfg.original, cfg.swapped, target.tolist(), source.tolist(), settings),
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(tasks)))),
         num_cpus=ACTOR_CPUS,
-        # Ray 2.60 takes remote options as named parameters (ray_remote_args= is deprecated).
-        resources=cpu_stage_resources(), max_restarts=2, max_task_retries=2,
+        # Named remote parameters only: ray_remote_args is deprecated in Ray 2.60. Ray Data
+        # restarts a lost actor and retries its shard on its own; records are idempotent.
+        resources=cpu_stage_resources(),
     )
     records = [json.loads(row["record"]) for row in ds.iter_rows()]
     if len(records) != len(frames):
