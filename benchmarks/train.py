@@ -1,0 +1,111 @@
+"""Training throughput: the Ray Train loop (1 worker) against a bare PyTorch loop.
+
+    python benchmarks/train.py [--preset lite] [--steps 150] [--a FACESET --b FACESET]
+
+Both loops run the same model, batch size, augmentation and loss (``Stepper``).
+The bare loop samples from crops already decoded in memory, so it is the
+ceiling; the Ray loop streams from the face sets (decode threads, shuffle
+buffer), and also renders previews and writes metrics as a real run does.
+Prints samples/s of both, their ratio (goal >= 0.9) and the share of the Ray
+loop's step time spent waiting for data (goal <= 5%). Without --a/--b it builds
+two face sets from the sample photos (astronaut, Grace Hopper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int) -> float:
+    """Faces/s of a plain single-process loop over pre-decoded crops."""
+    from faceswap.model.autoencoder import FaceSwapModel, preset
+    from faceswap.model.dataset import decode_sample, load_records
+    from faceswap.stages.train import Stepper, make_optimizer
+    from faceswap.storage import Store
+
+    torch.set_num_threads(threads)
+    mcfg = preset(preset_name)
+    data = []
+    for uri in (a, b):
+        records, _ = load_records(uri)
+        samples = [decode_sample(Store(uri), r, mcfg.size) for r in records]
+        data.append((np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])))
+    torch.manual_seed(0)
+    model = FaceSwapModel(mcfg)
+    stepper = Stepper(model, model, make_optimizer(model, mcfg.lr), torch.device("cpu"), 0.0, seed=0)
+    rng = np.random.default_rng(0)
+
+    def draw(images, maps):
+        idx = rng.integers(0, len(images), batch)
+        return stepper.to_tensors(images[idx], maps[idx])
+
+    warmup = max(5, steps // 10)
+    for i in range(steps + warmup):
+        if i == warmup:
+            t0 = time.perf_counter()
+        stepper.step(draw(*data[0]), draw(*data[1]), mcfg.lr)
+    return 2 * batch * steps / (time.perf_counter() - t0)
+
+
+def ray_loop(a: str, b: str, preset_name: str, steps: int, batch: int, out: str) -> tuple[float, float]:
+    """(faces/s, data-wait share) of run_train with 1 worker, from its metrics after warm-up."""
+    from faceswap.config import TrainConfig
+    from faceswap.stages.train import run_train
+
+    window = max(10, steps // 3)
+    cfg = TrainConfig(a=a, b=b, out=out, preset=preset_name, steps=window * 3, batch_size=batch, workers=1,
+                      checkpoint_every=10 ** 9, preview_every=window)
+    run_train(cfg, progress=False)
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        lines = [json.loads(s) for s in f if s.strip()][1:]          # drop the warm-up window
+    return (float(np.mean([m["samples_per_s"] for m in lines])),
+            float(np.mean([m["data_wait_share"] for m in lines])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="lite")
+    parser.add_argument("--steps", type=int, default=150, help="timed steps per loop")
+    parser.add_argument("--batch-size", type=int, default=0, help="0: the preset's default")
+    parser.add_argument("--a", default="", help="face set A (default: built from the sample photo)")
+    parser.add_argument("--b", default="", help="face set B")
+    args = parser.parse_args()
+
+    import ray
+
+    from faceswap.model.autoencoder import preset
+    from faceswap.raycluster import cluster_cpus, ensure_ray
+
+    work = tempfile.mkdtemp(prefix="faceswap-bench-train-")
+    a, b = args.a, args.b
+    if not (a and b):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        from test_model import build_faceset
+
+        a = build_faceset(os.path.join(work, "a"), "a", n=48).uri
+        b = build_faceset(os.path.join(work, "b"), "b", n=48).uri
+    batch = args.batch_size or preset(args.preset).batch_size
+    ensure_ray(None)
+    threads = cluster_cpus()          # what the single Ray Train worker gets too
+
+    bare = bare_loop(a, b, args.preset, args.steps, batch, threads)
+    with_ray, wait_share = ray_loop(a, b, args.preset, args.steps, batch, os.path.join(work, "out"))
+    ray.shutdown()
+    ratio = with_ray / bare
+    print(f"preset {args.preset}, batch {batch} per side, {threads} CPU threads, {os.cpu_count()} cores")
+    print(f"bare PyTorch loop   {bare:8.1f} faces/s")
+    print(f"Ray Train loop      {with_ray:8.1f} faces/s   ratio {ratio:.2f} (goal >= 0.9)")
+    print(f"data wait share     {100 * wait_share:8.1f} %      (goal <= 5%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

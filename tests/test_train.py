@@ -1,0 +1,119 @@
+"""Training on Ray Train: 2 CPU workers on S3, kill-and-resume, refused checkpoints.
+
+Small on purpose (lite preset, batch 4, a few steps): the CI machine has 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from faceswap.config import TrainConfig
+from faceswap.errors import ConfigError, InputError
+from faceswap.model.export import MODEL_KEY, fingerprint, load_swapper
+from faceswap.stages.train import checkpoint_steps, run_train
+from faceswap.storage import Store
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_model import build_faceset  # noqa: E402
+
+
+def _metrics(out: Store) -> list[dict]:
+    return [json.loads(line) for line in out.read_text("metrics.jsonl").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def local_facesets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("facesets")
+    return build_faceset(str(root / "a"), "a", n=8).uri, build_faceset(str(root / "b"), "b", n=8).uri
+
+
+def test_two_workers_on_s3(ray_local, s3_store):
+    a = build_faceset(s3_store.child("faces_a").uri, "a", n=8).uri
+    b = build_faceset(s3_store.child("faces_b").uri, "b", n=8).uri
+    out = s3_store.child("model_run")
+    cfg = TrainConfig(a=a, b=b, out=out.uri, steps=6, batch_size=4, workers=2, checkpoint_every=3,
+                      preview_every=3)
+    summary = run_train(cfg, progress=False)
+
+    assert summary["steps"] == 6 and summary["workers"] == 2 and summary["start_step"] == 0
+    assert checkpoint_steps(out) == [3, 6]
+    assert out.exists("checkpoints/step_0000006/checkpoint.pt")
+    previews = out.list("previews", suffix=".png")
+    assert previews == ["previews/latest.png", "previews/step_0000000.png", "previews/step_0000003.png",
+                        "previews/step_0000006.png"]
+    lines = _metrics(out)
+    assert [m["step"] for m in lines] == [3, 6]
+    assert {"step", "loss_a", "loss_b", "samples_per_s", "data_wait_share"} <= set(lines[0])
+    assert all(m["samples_per_s"] > 0 and 0 <= m["data_wait_share"] <= 1 for m in lines)
+    assert any("tfevents" in k for k in out.list("tensorboard"))
+    config = out.read_json("model/config.json")
+    assert config["fingerprint"] == fingerprint(out.read_bytes(MODEL_KEY)) == summary["fingerprint"]
+    assert config["crop_size"] == 128 and config["centering"] == "face" and config["model"]["preset"] == "lite"
+    swapper = load_swapper(out.uri)
+    assert swapper.fingerprint == summary["fingerprint"] and swapper.size == 64
+
+
+def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path):
+    out = Store(str(tmp_path / "model"))
+    a, b = local_facesets
+    args = ["train", "--a", a, "--b", b, "--out", out.uri, "--steps", "40", "--batch-size", "4",
+            "--checkpoint-every", "10", "--preview-every", "5"]
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    proc = subprocess.Popen([sys.executable, "-m", "faceswap.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint_steps(out):
+            assert proc.poll() is None, f"training exited with {proc.returncode} before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = max(checkpoint_steps(out))
+    assert killed_at < 40 and not out.exists(MODEL_KEY)
+
+    cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5)
+    summary = run_train(cfg, progress=False)
+    assert summary["start_step"] >= killed_at >= 10, summary
+    assert summary["resumed_from"].endswith("checkpoint.pt")
+    steps = [m["step"] for m in _metrics(out)]
+    # Every metrics step once, in order: nothing restarted at 0, nothing from the killed run kept twice.
+    assert steps == list(range(5, 41, 5)), steps
+    assert max(checkpoint_steps(out)) == 40 and out.exists(MODEL_KEY)
+
+    # The same folder refuses another architecture, before any worker starts.
+    other = TrainConfig(a=a, b=b, out=out.uri, preset="original", steps=50)
+    with pytest.raises(ConfigError, match=r"step_0000040/checkpoint\.pt: checkpoint holds a 'lite' model, "
+                                          r"this run asks for 'original'"):
+        run_train(other, progress=False)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/faceswap-train-pwned",))
+
+
+@pytest.mark.parametrize("payload", [pickle.dumps({"model": _Evil(), "step": 10}), b"\x89garbage\x00" * 64],
+                         ids=["pickle-with-code", "garbage"])
+def test_bad_checkpoint_is_refused(ray_local, local_facesets, tmp_path, payload, run_cli):
+    out = Store(str(tmp_path / "model"))
+    out.write_bytes("checkpoints/step_0000010/checkpoint.pt", payload)
+    out.write_json("checkpoints/step_0000010/meta.json", {"step": 10, "bytes": len(payload), "preset": "lite"})
+    cfg = TrainConfig(a=local_facesets[0], b=local_facesets[1], out=out.uri, steps=20)
+    with pytest.raises(InputError, match=r"step_0000010/checkpoint\.pt is not a valid faceswap weights file"):
+        run_train(cfg, progress=False)
+    assert not os.path.exists("/tmp/faceswap-train-pwned")
+    proc = run_cli("train", "--a", cfg.a, "--b", cfg.b, "--out", out.uri, "--steps", "20", timeout_s=300,
+                   env={"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address})
+    assert proc.returncode == 2
+    assert "checkpoint.pt is not a valid faceswap weights file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
