@@ -49,6 +49,9 @@ class ExtractConfig:
     workers: int = opt(0, "parallel extraction actors (0: as many as the cluster's CPUs allow)")
     keep_going: bool = opt(False, "skip bad inputs and list them in the summary instead of stopping")
     max_failed_frames: float = opt(0.01, "share of undecodable frames in a shard that still counts as success")
+    check_every: int = opt(1, "re-check tracked faces with the detector on a small crop every K frames")
+    fan_detector: str = opt("sfd", "face detector of the fan backend", choices=["sfd", "blazeface"])
+    device: str = opt("cpu", "torch device of the fan backend (cpu, cuda)")
 
 
 @dataclass

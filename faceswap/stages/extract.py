@@ -1,0 +1,417 @@
+"""Extract: find, track and align faces in videos and photos; write a face set.
+
+    inputs -> validate (probe / imread) -> check store -> references -> plan shards -> skip finished
+      -> Ray Data: from_items(shards) -> map_batches(ExtractShard) on an actor pool
+           ExtractShard: decode frame range -> FaceTracker -> align -> identity filter
+                         -> crops faces/<source>/<frame>_<face>.png -> alignments/<shard>.parquet (last)
+      -> per-shard status rows -> checks (failed shards, sources without faces) -> manifest.json
+
+One shard is one Ray Data row in and one summary row out. The alignment Parquet
+of a shard is written last and atomically, so it marks the shard as done: a
+rerun skips it and produces the same records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import time
+from collections import defaultdict
+
+import cv2
+import numpy as np
+
+from faceswap.config import ExtractConfig
+from faceswap.errors import FaceswapError, InputError
+from faceswap.faces.identity import IMAGE_SUFFIXES
+from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
+
+SCHEMA_VERSION = 1
+IMAGES_PER_SHARD = 32
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+# dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
+# every this many of its frames, not on every frame.
+IDENTITY_EVERY_FRAMES = 32
+# Each actor asks for this much CPU: two fit on two cores with room for Ray Data's own tasks.
+ACTOR_CPUS = 0.75
+
+
+def alignment_schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("source", pa.string()), ("shard", pa.string()), ("frame", pa.int64()), ("timestamp_s", pa.float64()),
+        ("face", pa.int16()), ("bbox", pa.list_(pa.float32(), 4)), ("landmarks", pa.list_(pa.float32(), 136)),
+        ("matrix", pa.list_(pa.float64(), 6)), ("size", pa.int32()), ("identity_distance", pa.float32()),
+        ("crop", pa.string()), ("score", pa.float32()),
+    ], metadata={"faceswap.schema": str(SCHEMA_VERSION)})
+
+
+# -- inputs and plan ---------------------------------------------------------------------
+
+def _kind(uri: str) -> str:
+    low = uri.lower()
+    return "image" if low.endswith(IMAGE_SUFFIXES) else "video"
+
+
+def _expand(uri: str) -> list[str]:
+    """A file URI as is; a folder (local or s3 prefix) as its images and videos, sorted."""
+    if is_remote(uri):
+        if uri.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES):
+            return [uri]
+        store = Store(uri)
+        keys = [k for k in store.list() if k.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+        return [store.url(k) for k in keys] if keys else [uri]
+    path = normalize_uri(uri)
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES))
+        if not names:
+            raise InputError(f"{uri}: folder holds no images or videos")
+        return [os.path.join(path, n) for n in names]
+    if not os.path.exists(path):
+        raise InputError(f"{uri}: no such file or folder")
+    return [path]
+
+
+def _check_image(uri: str) -> None:
+    with local_input(uri) as local:
+        if not os.path.isfile(local):
+            raise InputError(f"{uri}: no such file")
+        if cv2.imread(local, cv2.IMREAD_COLOR) is None:
+            raise InputError(f"{uri}: not a readable image")
+
+
+def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
+    """Sources to extract (one per video; one per input argument for its photos) and bad inputs."""
+    from faceswap.video.probe import keyframes, probe
+    from faceswap.video.shards import source_id
+
+    if not cfg.inputs:
+        raise InputError("extract: no inputs given")
+    sources, bad = [], []
+
+    def refuse(uri, exc):
+        if not cfg.keep_going:
+            raise exc
+        bad.append({"uri": uri, "error": str(exc)})
+
+    for arg in cfg.inputs:
+        try:
+            files = _expand(arg)
+        except FaceswapError as exc:
+            refuse(arg, exc)
+            continue
+        images = []
+        for uri in files:
+            try:
+                if _kind(uri) == "image":
+                    _check_image(uri)
+                    images.append(uri)
+                    continue
+                with local_input(uri) as local:
+                    info = probe(local)
+                    keys = keyframes(local)
+                sources.append({"kind": "video", "uri": uri, "source": source_id(uri), "frames": info.frames,
+                                "fps": info.fps, "width": info.width, "height": info.height, "keyframes": keys,
+                                "info": info})
+            except FaceswapError as exc:
+                refuse(uri, exc if uri in str(exc) else InputError(f"{uri}: {exc}"))
+        if images:
+            sources.append({"kind": "images", "uri": arg, "source": source_id(arg), "frames": len(images),
+                            "files": images})
+    return sources, bad
+
+
+def plan_shards(sources: list[dict], cfg: ExtractConfig, workers: int) -> list[dict]:
+    from faceswap.video.shards import plan_video_shards
+
+    shards = []
+    for src in sources:
+        if src["kind"] == "video":
+            for s in plan_video_shards(src["source"], src["uri"], src["info"], src["keyframes"],
+                                       shard_frames=cfg.shard_frames, workers=workers):
+                shards.append({"id": s.id, "kind": "video", "source": s.source, "uri": s.uri,
+                               "start": s.start, "stop": s.stop, "files": []})
+        else:
+            files = src["files"]
+            for i, start in enumerate(range(0, len(files), IMAGES_PER_SHARD)):
+                stop = min(start + IMAGES_PER_SHARD, len(files))
+                shards.append({"id": f"{src['source']}-{i:05d}", "kind": "images", "source": src["source"],
+                               "uri": src["uri"], "start": start, "stop": stop, "files": files[start:stop]})
+    return shards
+
+
+# -- the per-shard work -------------------------------------------------------------------
+
+class ExtractShard:
+    """Ray Data callable class: one shard in, one summary row out.
+
+    In:  ``spec`` (JSON of a shard: id, kind, source, uri, start, stop, files).
+    Out: ``shard``, ``source``, ``frames``, ``faces``, ``failed_frames``, ``status`` (ok | failed),
+         ``error``, ``seconds``. Side effects: crops and alignments/<shard>.parquet in the store.
+    Fan-out: 1 shard (~100-500 frames) -> one crop and one record per kept face per frame.
+    """
+
+    def __init__(self, settings: dict, refs: list | None = None):
+        from faceswap.faces.backend import make_backend
+        from faceswap.faces.identity import FaceEncoder
+
+        self.cfg = ExtractConfig(**settings)
+        c = self.cfg
+        self.backend = make_backend(c.backend, c.fan_detector if c.backend == "fan" else c.detector,
+                                    c.model_dir, c.device)
+        self.refs = np.asarray(refs, dtype=np.float32).reshape(-1, 128) if refs else None
+        self.encoder = FaceEncoder() if self.refs is not None else None
+        self.store = Store(c.out)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [self.process(json.loads(spec)) for spec in batch["spec"]]
+        return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+
+    # One shard; every failure becomes a status row, counted and reported by run_extract.
+    def process(self, shard: dict) -> dict:
+        t0 = time.perf_counter()
+        self.records, self.failed = [], 0
+        try:
+            if shard["kind"] == "video":
+                self._video(shard)
+            else:
+                self._images(shard)
+            frames = shard["stop"] - shard["start"]
+            if self.failed > self.cfg.max_failed_frames * frames:
+                raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
+                                 f"{shard['stop']}) could not be read")
+            self.store.write_parquet(f"alignments/{shard['id']}.parquet", self._table())  # last: the done-marker
+            status, error = "ok", ""
+        except Exception as exc:  # noqa: BLE001 - becomes this shard's status row, never dropped
+            status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
+                "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
+                "status": status, "error": error, "seconds": time.perf_counter() - t0}
+
+    def _tracker(self):
+        from faceswap.faces.tracker import FaceTracker
+
+        c = self.cfg
+        return FaceTracker(self.backend, detect_every=c.detect_every, min_face_px=c.min_face_px, smooth=c.smooth,
+                           check_every=c.check_every)
+
+    def _video(self, shard: dict) -> None:
+        from faceswap.video.decode import iter_frames
+
+        tracker, identities = self._tracker(), {}
+        next_frame = shard["start"]
+        with local_input(shard["uri"]) as path:
+            frames = iter_frames(path, shard["start"], shard["stop"])
+            while True:
+                try:
+                    index, ts, rgb = next(frames)
+                except StopIteration:
+                    break
+                except InputError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - decoding died mid-shard: count what is lost
+                    lost = shard["stop"] - next_frame
+                    self.failed += lost
+                    if lost > self.cfg.max_failed_frames * (shard["stop"] - shard["start"]):
+                        raise InputError(f"{shard['uri']}: decoding stopped at frame {next_frame} "
+                                         f"({type(exc).__name__}: {exc})") from None
+                    break
+                next_frame = index + 1
+                for face in tracker.update(rgb):
+                    self._keep(shard, index, ts, rgb, face, identities)
+
+    def _images(self, shard: dict) -> None:
+        from faceswap.faces.identity import read_image
+
+        for offset, uri in enumerate(shard["files"]):
+            index = shard["start"] + offset
+            try:
+                with local_input(uri) as path:
+                    rgb = read_image(path, uri)
+            except FaceswapError:
+                self.failed += 1
+                continue
+            # Each photo stands alone: a fresh tracker runs the full detector and numbers its faces from 0.
+            identities = {}
+            for face in self._tracker().update(rgb):
+                self._keep(shard, index, 0.0, rgb, face, identities, every=1)
+
+    def _keep(self, shard, index, ts, rgb, face, identities, every=IDENTITY_EVERY_FRAMES) -> None:
+        from faceswap.faces import align
+        from faceswap.faces.identity import min_distance
+
+        c = self.cfg
+        distance = None
+        if self.refs is not None:
+            seen = identities.get(face.track)
+            if seen is None or seen[1] >= every:
+                distance = min_distance(self.encoder.embed(rgb, face.landmarks), self.refs)
+                seen = (distance, 0)
+            identities[face.track] = (seen[0], seen[1] + 1)
+            distance = seen[0]
+            if distance > c.identity_threshold:
+                return
+        matrix = align.alignment_matrix(face.landmarks, c.size, c.centering)
+        crop = align.warp_to_crop(rgb, matrix, c.size)
+        key = check_key(f"faces/{shard['source']}/{index:08d}_{face.track:02d}.{c.image_format}")
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if c.image_format == "png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+        ok, data = cv2.imencode(f".{c.image_format}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise RuntimeError(f"cannot encode crop {key}")
+        self.store.write_bytes(key, data.tobytes())
+        self.records.append({
+            "source": shard["source"], "shard": shard["id"], "frame": int(index), "timestamp_s": float(ts),
+            "face": int(face.track), "bbox": face.bbox.tolist(), "landmarks": face.landmarks.reshape(-1).tolist(),
+            "matrix": np.asarray(matrix, np.float64).reshape(-1).tolist(), "size": int(c.size),
+            "identity_distance": None if distance is None else float(distance), "crop": key,
+            "score": float(face.score)})
+
+    def _table(self):
+        import pyarrow as pa
+
+        schema = alignment_schema()
+        return pa.Table.from_pylist(self.records, schema=schema) if self.records else schema.empty_table()
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+def _store_env() -> dict | None:
+    """The object-store settings of this process, for the actors: they may have been set after
+    Ray started (a test, a notebook), and then workers would not inherit them."""
+    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+             "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
+    env = {k: os.environ[k] for k in names if k in os.environ}
+    return {"env_vars": env} if env else None
+
+
+def _existing_faces(store: Store, shard_id: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(io.BytesIO(store.read_bytes(f"alignments/{shard_id}.parquet"))).metadata.num_rows
+
+
+def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
+    """Extract a face set from ``cfg.inputs`` into ``cfg.out``; returns the summary printed at the end."""
+    import ray
+
+    from faceswap.faces.backend import make_backend
+    from faceswap.faces.identity import load_references
+    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray
+
+    t0 = time.perf_counter()
+    # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
+    sources, bad = validate_inputs(cfg)
+    if not sources:
+        raise InputError(f"extract: none of the inputs can be used ({'; '.join(b['error'] for b in bad)})")
+    store = Store(cfg.out)
+    store.check_writable()
+    backend = make_backend(cfg.backend, cfg.fan_detector if cfg.backend == "fan" else cfg.detector,
+                           cfg.model_dir, cfg.device)
+    refs = load_references(cfg.identity, backend if cfg.backend == "dlib" else None) if cfg.identity else None
+    del backend
+
+    ensure_ray(None)
+    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    shards = plan_shards(sources, cfg, workers)
+    done = {k[len("alignments/"):-len(".parquet")] for k in store.list("alignments", ".parquet")}
+    todo = [s for s in shards if s["id"] not in done]
+    rows = []
+    if todo:
+        ctx = ray.data.DataContext.get_current()
+        bars = ctx.enable_progress_bars
+        ctx.enable_progress_bars = progress
+        try:
+            ds = ray.data.from_items([{"spec": json.dumps(s)} for s in todo], override_num_blocks=len(todo))
+            ds = ds.map_batches(
+                ExtractShard, batch_size=1,  # one shard per call: a shard is already minutes of work
+                fn_constructor_kwargs={"settings": dataclasses.asdict(cfg),
+                                       "refs": None if refs is None else refs.tolist()},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(todo)))),
+                num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
+                resources=cpu_stage_resources() or None,
+                runtime_env=_store_env())
+            rows = ds.take_all()
+        finally:
+            ctx.enable_progress_bars = bars
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
+
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed and not cfg.keep_going:
+        first = failed[0]
+        raise InputError(f"{first['shard']}: shard failed ({first['error']}); {len(failed)} of {len(rows)} shards "
+                         f"failed (rerun to retry them, or --keep-going to finish the others)")
+
+    by_id = {r["shard"]: r for r in rows}
+    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else _existing_faces(store, s["id"])
+                for s in shards if s["id"] in done or by_id.get(s["id"], {}).get("status") == "ok"}
+    per_source = defaultdict(lambda: {"frames": 0, "faces": 0, "failed_frames": 0, "shards": 0, "skipped": 0})
+    for s in shards:
+        p = per_source[s["source"]]
+        p["frames"] += s["stop"] - s["start"]
+        p["shards"] += 1
+        p["skipped"] += s["id"] in done
+        p["faces"] += faces_of.get(s["id"], 0)
+        p["failed_frames"] += by_id.get(s["id"], {}).get("failed_frames", 0)
+    incomplete = {r["source"] for r in failed}
+    no_faces = [src for src in sources if per_source[src["source"]]["faces"] == 0 and src["source"] not in incomplete]
+    for src in no_faces:
+        what = "no faces found" if src["kind"] == "video" else "no usable face in any image"
+        msg = f"{src['uri']}: {what}" + (" matching --identity" if refs is not None else "")
+        if not cfg.keep_going:
+            raise InputError(msg)
+        bad.append({"uri": src["uri"], "error": msg})
+
+    seconds = time.perf_counter() - t0
+    new_frames = sum(r["frames"] for r in rows if r["status"] == "ok")
+    new_faces = sum(r["faces"] for r in rows)
+    summary = {
+        "out": store.uri, "sources": len(sources), "bad_inputs": bad,
+        "shards": len(shards), "shards_skipped": len(done & {s["id"] for s in shards}),
+        "shards_failed": [{"shard": r["shard"], "error": r["error"]} for r in failed],
+        "frames": sum(p["frames"] for p in per_source.values()),
+        "faces": sum(p["faces"] for p in per_source.values()),
+        "failed_frames": sum(p["failed_frames"] for p in per_source.values()),
+        "seconds": round(seconds, 3), "frames_per_s": round(new_frames / seconds, 2) if seconds else 0.0,
+        "faces_per_s": round(new_faces / seconds, 2) if seconds else 0.0, "workers": workers,
+        "per_source": dict(per_source),
+    }
+    if not failed:
+        _write_manifest(store, cfg, sources, shards, faces_of, summary)
+    _print_summary(summary, progress)
+    return summary
+
+
+def _write_manifest(store, cfg, sources, shards, faces_of, summary) -> None:
+    import faceswap
+
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")}
+    inputs = [{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources]
+    store.write_json("manifest.json", {
+        "version": SCHEMA_VERSION, "kind": "faceset", "faceswap_version": faceswap.__version__,
+        "settings": settings, "inputs": inputs,
+        "shards": [{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
+                    "faces": faces_of.get(s["id"], 0)} for s in shards],
+        "counts": {k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
+        "bad_inputs": summary["bad_inputs"],
+    })
+
+
+def _print_summary(summary: dict, progress: bool) -> None:
+    if not progress:
+        return
+    lines = [f"{'source':<40} {'frames':>8} {'faces':>8} {'failed':>7} {'shards':>7} {'skipped':>8}"]
+    for src, p in sorted(summary["per_source"].items()):
+        lines.append(f"{src:<40} {p['frames']:>8} {p['faces']:>8} {p['failed_frames']:>7} {p['shards']:>7} "
+                     f"{p['skipped']:>8}")
+    lines.append(f"{'total':<40} {summary['frames']:>8} {summary['faces']:>8} {summary['failed_frames']:>7} "
+                 f"{summary['shards']:>7} {summary['shards_skipped']:>8}")
+    lines.append(f"{summary['seconds']:.1f} s, {summary['frames_per_s']:.1f} frames/s, "
+                 f"{summary['faces_per_s']:.1f} faces/s, {summary['workers']} workers -> {summary['out']}")
+    for b in summary["bad_inputs"]:
+        lines.append(f"skipped: {b['error']}")
+    for f in summary["shards_failed"]:
+        lines.append(f"failed: {f['shard']}: {f['error']}")
+    print("\n".join(lines), flush=True)

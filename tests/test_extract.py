@@ -1,0 +1,195 @@
+"""Extract stage on the sample clips: recall, identity filter, landmark accuracy, resume, s3, bad inputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from faceswap.config import ExtractConfig
+from faceswap.errors import InputError
+from faceswap.faces import align
+from faceswap.faces.backend import make_backend
+from faceswap.stages.extract import alignment_schema, run_extract
+from faceswap.storage import Store, check_key
+
+
+def _cfg(inputs, out, **kw) -> ExtractConfig:
+    kw.setdefault("shard_frames", 50)  # two shards per 100-frame sample clip
+    kw.setdefault("workers", 2)
+    return ExtractConfig(inputs=[str(i) for i in inputs], out=str(out), **kw)
+
+
+def _records(store: Store) -> list[dict]:
+    keys = store.list("alignments", ".parquet")
+    tables = [store.read_parquet(k) for k in keys]
+    for t in tables:
+        assert t.schema.metadata[b"faceswap.schema"] == b"1"
+        assert t.schema.remove_metadata().equals(alignment_schema().remove_metadata())
+    rows = pa.concat_tables(tables).to_pylist() if tables else []
+    return sorted(rows, key=lambda r: (r["shard"], r["frame"], r["face"]))
+
+
+def _faces_per_frame(rows, frames):
+    counts = np.zeros(frames, int)
+    for r in rows:
+        counts[r["frame"]] += 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def clip(samples_dir):
+    return {name: os.path.join(samples_dir, name) for name in
+            ("a_small.mp4", "a_bystander_small.mp4", "b_small.mp4", "refs/a.png", "refs/b.png")}
+
+
+@pytest.fixture(scope="module")
+def target_run(ray_local, clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faceset_a")
+    summary = run_extract(_cfg([clip["a_small.mp4"]], out), progress=False)
+    return out, summary
+
+
+def test_target_found_in_every_frame_with_crops_and_manifest(target_run, clip):
+    out, summary = target_run
+    store = Store(str(out))
+    rows = _records(store)
+    assert summary["frames"] == 100 and summary["shards"] == 2 and summary["failed_frames"] == 0
+    assert summary["faces"] == len(rows)
+    counts = _faces_per_frame(rows, 100)
+    assert (counts >= 1).mean() >= 0.99, counts
+    assert (counts <= 1).all(), "one person in the clip, one face per frame"
+    for r in rows[::17]:
+        check_key(r["crop"])
+        assert store.exists(r["crop"]) and r["crop"].endswith(".png") and r["size"] == 256
+        assert r["identity_distance"] is None
+    src = rows[0]["source"]
+    assert {r["shard"] for r in rows} == {f"{src}-00000", f"{src}-00001"}
+    manifest = store.read_json("manifest.json")
+    assert manifest["version"] == 1 and manifest["kind"] == "faceset"
+    assert [(s["start"], s["stop"]) for s in manifest["shards"]] == [(0, 50), (50, 100)]
+    assert sum(s["faces"] for s in manifest["shards"]) == len(rows)
+    assert manifest["inputs"][0]["uri"] == clip["a_small.mp4"] and manifest["inputs"][0]["frames"] == 100
+    assert manifest["settings"]["detect_every"] == 8 and manifest["counts"]["faces"] == len(rows)
+
+
+def test_tracked_landmarks_match_full_detection_on_every_frame(target_run, clip):
+    from faceswap.video.decode import iter_frames
+
+    out, _ = target_run
+    by_frame = {r["frame"]: np.asarray(r["landmarks"], np.float32).reshape(68, 2) for r in _records(Store(str(out)))}
+    backend = make_backend("dlib")
+    errors = []
+    for index, _, rgb in iter_frames(clip["a_small.mp4"], 0, 100):
+        boxes = backend.detect(rgb)
+        if not boxes or index not in by_frame:
+            continue
+        ref = backend.landmarks(rgb, boxes[:1])[0][0]
+        errors.append(np.linalg.norm(by_frame[index] - ref, axis=1).mean() / align.inter_ocular(ref))
+    assert len(errors) >= 95
+    assert max(errors) < 0.03, f"max {max(errors):.4f}, mean {np.mean(errors):.4f} of the inter-ocular distance"
+
+
+def test_identity_filter_keeps_the_target_and_drops_the_bystander(ray_local, clip, tmp_path):
+    with_id = _records_of(_cfg([clip["a_bystander_small.mp4"]], tmp_path / "with", identity=[clip["refs/a.png"]]))
+    without = _records_of(_cfg([clip["a_bystander_small.mp4"]], tmp_path / "without"))
+    counts_with, counts_without = _faces_per_frame(with_id, 100), _faces_per_frame(without, 100)
+    assert (counts_with == 1).mean() >= 0.99, counts_with
+    assert (counts_without == 2).mean() >= 0.99, counts_without
+    assert all(r["identity_distance"] < 0.6 for r in with_id)
+    # The kept face is the target: it sits where the target sits in the run without the filter.
+    centres = {(r["frame"], round(r["bbox"][0] / 20)) for r in without}
+    assert all((r["frame"], round(r["bbox"][0] / 20)) in centres for r in with_id)
+
+
+def _records_of(cfg):
+    run_extract(cfg, progress=False)
+    return _records(Store(cfg.out))
+
+
+def test_rerun_skips_finished_shards_with_identical_records(ray_local, target_run, clip):
+    out, _ = target_run
+    store = Store(str(out))
+    before = _records(store)
+    again = run_extract(_cfg([clip["a_small.mp4"]], out), progress=False)
+    assert again["shards_skipped"] == 2 and again["faces"] == len(before)
+    victim = store.list("alignments", ".parquet")[1]
+    store.delete(victim)  # as if the run had died during the second shard
+    resumed = run_extract(_cfg([clip["a_small.mp4"]], out), progress=False)
+    assert resumed["shards_skipped"] == 1
+    assert _records(store) == before
+
+
+def test_s3_store_gives_the_same_records_as_a_local_one(ray_local, target_run, clip, s3_store):
+    out, _ = target_run
+    run_extract(_cfg([clip["a_small.mp4"]], s3_store.uri), progress=False)
+    assert _records(s3_store) == _records(Store(str(out)))
+    assert s3_store.read_json("manifest.json")["counts"] == Store(str(out)).read_json("manifest.json")["counts"]
+
+
+def test_photos_are_extracted_in_shards(ray_local, clip, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.png", "b.png"):
+        (photos / name).write_bytes(open(clip[f"refs/{name}"], "rb").read())
+    summary = run_extract(_cfg([photos], tmp_path / "out"), progress=False)
+    rows = _records(Store(str(tmp_path / "out")))
+    assert summary["frames"] == 2 and [(r["frame"], r["face"]) for r in rows] == [(0, 0), (1, 0)]
+
+
+def test_bad_inputs_fail_fast_naming_the_file(clip, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"{tmp_path}/missing.mp4: no such file"):
+        run_extract(_cfg([clip["a_small.mp4"], tmp_path / "missing.mp4"], out), progress=False)
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(InputError, match=str(fake)):
+        run_extract(_cfg([fake], out), progress=False)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(InputError, match=f"{broken}: not a readable image"):
+        run_extract(_cfg([broken], out), progress=False)
+    assert not out.exists(), "nothing is written before the inputs are checked"
+    with pytest.raises(InputError, match="not a readable image"):
+        run_extract(_cfg([clip["a_small.mp4"]], out, identity=[str(broken)]), progress=False)
+
+
+def test_keep_going_lists_bad_inputs_and_faceless_sources(ray_local, clip, tmp_path):
+    from faceswap.video.encode import SegmentWriter
+
+    empty = tmp_path / "empty.mp4"
+    with SegmentWriter(empty, 160, 120, 25) as writer:
+        for i in range(30):
+            writer.write(np.full((120, 160, 3), 40 + i, np.uint8))
+    with pytest.raises(InputError, match=f"{empty}: no faces found"):
+        run_extract(_cfg([empty], tmp_path / "o1"), progress=False)
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    import cv2
+
+    cv2.imwrite(str(blank / "wall.png"), np.full((100, 100, 3), 200, np.uint8))
+    with pytest.raises(InputError, match=f"{blank}: no usable face"):
+        run_extract(_cfg([blank], tmp_path / "o2"), progress=False)
+    summary = run_extract(_cfg([clip["b_small.mp4"], tmp_path / "missing.mp4", empty], tmp_path / "o3",
+                               keep_going=True), progress=False)
+    errors = " | ".join(b["error"] for b in summary["bad_inputs"])
+    assert "missing.mp4: no such file" in errors and f"{empty}: no faces found" in errors
+    assert summary["faces"] >= 99
+    listed = Store(str(tmp_path / "o3")).read_json("manifest.json")["bad_inputs"]
+    assert len(listed) == 2
+
+
+def test_a_failed_shard_fails_the_run_unless_keep_going(ray_local, clip, tmp_path):
+    from faceswap.video.shards import source_id
+
+    out = tmp_path / "out"
+    (out / "faces").mkdir(parents=True)
+    # A file where the crops' folder must go: every crop write fails inside the actors.
+    (out / "faces" / source_id(clip["b_small.mp4"])).write_text("in the way")
+    with pytest.raises(InputError, match=r"shard failed \(.*\); 2 of 2 shards failed"):
+        run_extract(_cfg([clip["b_small.mp4"]], out), progress=False)
+    summary = run_extract(_cfg([clip["b_small.mp4"]], out, keep_going=True), progress=False)
+    assert len(summary["shards_failed"]) == 2 and summary["faces"] == 0
+    assert not (out / "manifest.json").exists() and not list((out / "alignments").glob("*.parquet"))
