@@ -188,7 +188,7 @@ def test_a_failed_shard_fails_the_run_unless_keep_going(ray_local, clip, tmp_pat
     (out / "faces").mkdir(parents=True)
     # A file where the crops' folder must go: every crop write fails inside the actors.
     (out / "faces" / source_id(clip["b_small.mp4"])).write_text("in the way")
-    with pytest.raises(InputError, match=r"shard failed \(.*\); 2 of 2 shards failed"):
+    with pytest.raises(InputError, match=rf"{clip['b_small.mp4']}: shard .* failed: .*; 2 of 2 shards failed"):
         run_extract(_cfg([clip["b_small.mp4"]], out), progress=False)
     summary = run_extract(_cfg([clip["b_small.mp4"]], out, keep_going=True), progress=False)
     assert len(summary["shards_failed"]) == 2 and summary["faces"] == 0

@@ -323,13 +323,17 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         ctx = ray.data.DataContext.get_current()
         bars = ctx.enable_progress_bars
         ctx.enable_progress_bars = progress
+        pool = max(1, min(workers, len(todo)))
         try:
             ds = ray.data.from_items([{"spec": json.dumps(s)} for s in todo], override_num_blocks=len(todo))
             ds = ds.map_batches(
                 ExtractShard, batch_size=1,  # one shard per call: a shard is already minutes of work
                 fn_constructor_kwargs={"settings": dataclasses.asdict(cfg),
                                        "refs": None if refs is None else refs.tolist()},
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(todo)))),
+                # All actors start at once (the shard count is known) and hold one shard each, so a
+                # shard never queues behind a busy actor while another one idles.
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
+                                                   max_tasks_in_flight_per_actor=1),
                 num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
                 resources=cpu_stage_resources() or None,
                 runtime_env=_store_env())
@@ -341,8 +345,10 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed and not cfg.keep_going:
         first = failed[0]
-        raise InputError(f"{first['shard']}: shard failed ({first['error']}); {len(failed)} of {len(rows)} shards "
-                         f"failed (rerun to retry them, or --keep-going to finish the others)")
+        spec = next(s for s in todo if s["id"] == first["shard"])
+        raise InputError(f"{spec['uri']}: shard {first['shard']} (frames [{spec['start']}, {spec['stop']})) failed: "
+                         f"{first['error']}; {len(failed)} of {len(rows)} shards failed (rerun to retry them, "
+                         f"or --keep-going to finish the others)")
 
     by_id = {r["shard"]: r for r in rows}
     faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else _existing_faces(store, s["id"])
@@ -376,6 +382,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         "failed_frames": sum(p["failed_frames"] for p in per_source.values()),
         "seconds": round(seconds, 3), "frames_per_s": round(new_frames / seconds, 2) if seconds else 0.0,
         "faces_per_s": round(new_faces / seconds, 2) if seconds else 0.0, "workers": workers,
+        "busy_s": round(sum(r["seconds"] for r in rows), 3),  # shard work inside the actors, summed
         "per_source": dict(per_source),
     }
     if not failed:
