@@ -252,3 +252,20 @@ def test_cli_missing_original_is_one_line_exit_2(run_cli, samples_dir, tmp_path)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("faceswap: error")]
     assert len(errors) == 1 and str(missing) in errors[0] and "Traceback" not in proc.stderr
+
+
+def test_the_visible_label_is_left_out_of_psnr(ray_local, samples_dir, tmp_path):
+    from faceswap.provenance.label import draw_label
+    from faceswap.video.ffmpeg import run_ffmpeg
+
+    a = os.path.join(samples_dir, "a_small.mp4")
+    labelled = _rewrite(a, str(tmp_path / "labelled.mp4"), lambda index, rgb: draw_label(rgb, "AI-GENERATED"))
+    tagged = str(tmp_path / "tagged.mp4")
+    run_ffmpeg(["-i", labelled, "-c", "copy", "-metadata", "faceswap_label=AI-GENERATED",
+                "-movflags", "+use_metadata_tags", tagged], what=tagged)  # as assemble stamps it
+    plain = _evaluate(samples_dir, a, labelled, tmp_path, max_frames=3)
+    marked = _evaluate(samples_dir, a, tagged, tmp_path, max_frames=3)
+    assert plain["settings"]["excluded_boxes"] == []
+    (x0, y0, x1, y1), = marked["settings"]["excluded_boxes"]
+    assert 192 < x0 < x1 <= 384 and 144 < y0 < y1 <= 288  # convert's corner: bottom-right
+    assert plain["psnr_outside_db"] < 35 < marked["psnr_outside_db"]

@@ -149,6 +149,8 @@ class EvaluateShard:
         margin = lambda box: int(math.ceil(self.settings["mask_margin"] * (box[2] - box[0])))  # noqa: E731
         grown = [fidelity.outside_mask([h], hw, margin(b)) for h, b in hulls]
         outside = np.logical_and.reduce(grown) if grown else np.ones(hw, dtype=bool)
+        for x0, y0, x1, y1 in self.settings.get("excluded_boxes", []):
+            outside[y0:y1, x0:x1] = False
         sse, n = fidelity.squared_error(orig, swap, outside)
         rec = {
             "frame": index, "faces": faces, "changed_faces": sum(f["changed"] for f in faces),
@@ -225,6 +227,26 @@ def _integrity(info_o, info_s, records: list[dict]) -> dict:
     }
 
 
+def label_box(uri: str, width: int, height: int) -> list[int] | None:
+    """(x0, y0, x1, y1) of the visible label convert burnt in, when the file's tags say it has one.
+
+    The label is drawn on a white frame with convert's own call and found where it changed
+    pixels, so its geometry lives in one place (provenance.label).
+    """
+    from faceswap.provenance.label import draw_label
+    from faceswap.provenance.metadata import read_tags
+
+    with local_input(uri) as path:
+        text = read_tags(path).get("faceswap_label")
+    if not text:
+        return None
+    white = np.full((height, width, 3), 255, np.uint8)
+    ys, xs = np.nonzero((draw_label(white, text) != 255).any(axis=2))
+    if not len(xs):
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
 def _probe(uri: str):
     from faceswap.video.probe import keyframes, probe
 
@@ -264,7 +286,10 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     sel = np.asarray(frames)
     tasks = [{"shard": sh.id, "frames": sel[(sel >= sh.start) & (sel < sh.stop)].tolist()} for sh in planned]
     tasks = [t for t in tasks if t["frames"]]
+    label = label_box(cfg.swapped, info_s.width, info_s.height)
     settings = {
+        # The visible "AI-GENERATED" label is a deliberate change: left out of PSNR outside the faces.
+        "excluded_boxes": [label] if label else [],
         "min_face_px": cfg.min_face_px, "changed_threshold": cfg.changed_threshold,
         "mask_margin": cfg.mask_margin, "max_frames": cfg.max_frames, "psnr_cap_db": fidelity.PSNR_CAP_DB,
         "same_person": SAME_PERSON,
