@@ -15,6 +15,7 @@ small face set is decoded once, and a large one streams.
 
 from __future__ import annotations
 
+import collections
 import queue
 import random
 import threading
@@ -124,6 +125,7 @@ class FaceStream:
         self._cache_left = cache_mb * 2 ** 20
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._prefetch = 4 * threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="faceset-decode")
         self._thread = threading.Thread(target=self._produce, name="faceset-reader", daemon=True)
         self._thread.start()
@@ -150,7 +152,18 @@ class FaceStream:
         try:
             epoch = 0
             while not self._stop.is_set():
-                for sample in self._pool.map(self._load, self._order(epoch)):
+                # A bounded window of decodes in flight (Executor.map would submit the whole epoch).
+                pending: collections.deque = collections.deque()
+                order = iter(self._order(epoch))
+                while True:
+                    while len(pending) < self._prefetch:
+                        i = next(order, None)
+                        if i is None:
+                            break
+                        pending.append(self._pool.submit(self._load, i))
+                    if not pending:
+                        break
+                    sample = pending.popleft().result()
                     while not self._stop.is_set():
                         try:
                             self._queue.put(sample, timeout=0.5)

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from urllib.parse import urlparse
@@ -224,6 +225,12 @@ class Outputs:
             shutil.rmtree(self.tb_dir, ignore_errors=True)
 
 
+def _say(line: str) -> None:
+    # Not print(): Ray Train V2 patches print on workers and the line would show twice.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
     records, _ = load_records(uri)
     records = sorted(records, key=lambda r: r.crop)
@@ -283,8 +290,8 @@ def train_loop(config: dict) -> None:
         outputs = Outputs(out, start_step)
         preview_a, preview_b = _preview_faces(cfg.a, mcfg.size, device), _preview_faces(cfg.b, mcfg.size, device)
         if config["progress"]:
-            print(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{total}"
-                  + (f" from {source}" if source else ""), flush=True)
+            _say(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{total}"
+                 + (f" from {source}" if source else ""))
 
     def save_checkpoint(step: int, metrics: dict):
         tmp = None
@@ -329,9 +336,8 @@ def train_loop(config: dict) -> None:
                 if rank == 0:
                     outputs.metrics(last)
                     if config["progress"]:
-                        print(f"train: step {step}/{total} loss A {la:.4f} B {lb:.4f} "
-                              f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%",
-                              flush=True)
+                        _say(f"train: step {step}/{total} loss A {la:.4f} B {lb:.4f} "
+                             f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%")
                 t_window, wait_window, loss_window = time.perf_counter(), 0.0, []
 
         if step > start_step:
@@ -392,7 +398,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         read_checkpoint(data, out.url(resume_key), mcfg)
         del data
         if progress:
-            print(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}", flush=True)
+            _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
 
     ensure_ray(None)
     if cfg.gpu:
@@ -430,8 +436,8 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     summary = {**model_cfg["summary"], "out": out.uri, "model": out.url("model"),
                "fingerprint": model_cfg["fingerprint"], "wall_s": round(time.perf_counter() - t0, 1)}
     if progress:
-        print(f"train: model {summary['model']} (fingerprint {summary['fingerprint']}) after "
-              f"{summary['steps']} steps", flush=True)
+        _say(f"train: model {summary['model']} (fingerprint {summary['fingerprint']}) after "
+              f"{summary['steps']} steps")
     return summary
 
 
