@@ -29,6 +29,9 @@ WEIGHTS = {
     "blazeface": ["blazeface.pth", "anchors.npy"],
 }
 _DETECTOR_MODULE = {"sfd": "sfd", "blazeface": "blazeface"}
+_THRESHOLD, _RELAXED_THRESHOLD = 0.5, 0.3
+_RELAXED_KWARGS = {"sfd": {"filter_threshold": _RELAXED_THRESHOLD},
+                   "blazeface": {"min_score_thresh": _RELAXED_THRESHOLD}}
 
 
 def hub_checkpoints_dir() -> str:
@@ -109,7 +112,8 @@ class FanBackend:
             with _hub_dir(folder):
                 self._fa = face_alignment.FaceAlignment(
                     face_alignment.LandmarksType.TWO_D, device=device, face_detector=_DETECTOR_MODULE[detector],
-                    flip_input=False, verbose=False,
+                    # Keep weak detections: detect_scored applies the threshold (lower when relaxed).
+                    face_detector_kwargs=_RELAXED_KWARGS[detector], flip_input=False, verbose=False,
                     # torch.compile costs minutes on a CPU and saves little at batch size 1.
                     compile=device.startswith("cuda"))
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
@@ -132,7 +136,7 @@ class FanBackend:
             img = cv2.resize(img, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
         dets = self._fa.face_detector.detect_from_image(img.copy())
         dets = [np.asarray(d, dtype=np.float32) for d in dets]
-        threshold = 0.3 if relaxed else 0.5
+        threshold = _RELAXED_THRESHOLD if relaxed else _THRESHOLD
         dets = [d for d in dets if len(d) < 5 or d[4] >= threshold]
         boxes = as_boxes(dets) / factor
         scores = np.asarray([d[4] if len(d) > 4 else 1.0 for d in dets], dtype=np.float32)
