@@ -1,21 +1,25 @@
 """Provenance: container tags, the face watermark, verify and the visible label.
 
-One synthetic clip (the skimage astronaut's head moving over a background,
-40 frames 480x360) is built per module: swapped with an identity "model" by
-warping an aligned crop back under a hull mask, once plain and once with the
-watermark embedded under that mask, both encoded with H.264 CRF 18.
+One clip per module that resembles a convert output: the bundled sample
+a_small.mp4 (384x288, 100 frames, head moving, brightness changing), decoded,
+dlib landmarks per frame, the watermark embedded under each face's hull mask
+with its true frame index; written lossless and H.264 CRF 18 (SegmentWriter),
+the CRF 18 file laundered with the exact command of the issue (CRF 28, half
+size, metadata stripped).  The unmarked reference is the same decoded frames.
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
 
-import cv2
 import numpy as np
 import pytest
 
 from faceswap.errors import InputError
+from faceswap.faces.masks import hull_mask
 from faceswap.provenance import label, metadata, verify, watermark
+from faceswap.video.encode import SegmentWriter
 
 av = pytest.importorskip("av")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
@@ -23,8 +27,8 @@ skdata = pytest.importorskip("skimage.data")
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 FINGERPRINT = "1a2b3c4d5e6f7081"
-CROP_PX = 256
 LAUNDER = ["-map_metadata", "-1", "-c:v", "libx264", "-crf", "28", "-vf", "scale=iw/2:ih/2"]
+FLICKER_MAX_RATIO = 1.15  # measured 1.07 (BLOCK_FRAMES 3); the issue allows ~1.3
 
 
 def _encode(path, frames, crf=18, extra=()):
@@ -39,41 +43,21 @@ def _ffmpeg(*args):
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", *map(str, args)], check=True)
 
 
-def _astronaut_clip(n_frames=40, w=480, h=360):
-    head = skdata.astronaut()[30:250, 120:330].astype(np.float32)
-    hh, hw = head.shape[:2]
-    yy, xx = np.mgrid[0:hh, 0:hw]
-    alpha = ((((xx - hw / 2) / (hw / 2)) ** 2 + ((yy - hh / 2) / (hh / 2)) ** 2) < 1).astype(np.float32)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 5)[..., None]
-    bg = cv2.resize(skdata.coffee(), (w, h)).astype(np.float32)
-    frames = []
-    for i in range(n_frames):
-        dx, dy = round(120 + 40 * np.sin(i / 9)), round(70 + 15 * np.cos(i / 13))
-        f = bg.copy()
-        f[dy:dy + hh, dx:dx + hw] = f[dy:dy + hh, dx:dx + hw] * (1 - alpha) + head * alpha
-        frames.append(np.clip(f, 0, 255).astype(np.uint8))
-    return frames
+def _write(path, frames, lossless=False):
+    h, w = frames[0].shape[:2]
+    with SegmentWriter(path, w, h, 25, lossless=lossless, crf=18) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
 
 
-def _swap(frame, landmarks, wm):
-    """What convert does: aligned crop -> (model) -> warp back under a mask -> watermark.
+def _decode(path):
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
-    The mark is embedded after the blend (`embed_frame`, under the same mask): QIM
-    needs the final host; marking the crop before the warp back measured 5.7 < 6.
-    """
-    matrix = watermark.similarity(landmarks, watermark.canonical_points(CROP_PX) * 0.75 + 0.125 * CROP_PX)
-    crop = cv2.warpAffine(frame, matrix, (CROP_PX, CROP_PX), flags=cv2.INTER_LINEAR)
-    h, w = frame.shape[:2]
-    back = cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 255)
-    mask = cv2.GaussianBlur(cv2.erode(mask, np.ones((5, 5), np.uint8)).astype(np.float32) / 255, (0, 0), 3)
-    mask[mask < 0.01] = 0
-    m = mask[..., None]
-    out = np.where(m > 0, np.rint(frame * (1 - m) + back * m), frame).astype(np.uint8)
-    if wm is not None:
-        out = wm.embed_frame(out, landmarks, mask)
-    return out, mask
+
+def _luma(rgb):
+    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -83,22 +67,26 @@ def aligner():
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, aligner):
+    from faceswap import samples
+
     out = tmp_path_factory.mktemp("provenance")
+    plain = _decode(samples.write_samples(out / "samples")["a_small.mp4"])
     wm = watermark.Watermarker(FINGERPRINT)
-    plain, marked, masks = [], [], []
-    for frame in _astronaut_clip():
+    marked, masks = [], []
+    for index, frame in enumerate(plain):
         faces = aligner.landmarks(frame)
         assert len(faces) == 1
-        p, mask = _swap(frame, faces[0], None)
-        m, _ = _swap(frame, faces[0], wm)
-        plain.append(p)
-        marked.append(m)
+        mask = hull_mask(faces[0], frame.shape[:2])
+        marked.append(wm.embed_frame(frame, faces[0], mask, index))
         masks.append(mask)
-    marked_mp4 = _encode(out / "marked.mp4", marked)
-    laundered_mp4 = out / "laundered.mp4"
+    marked_mp4 = _write(out / "marked.mp4", marked)
+    plain_mp4 = _write(out / "plain.mp4", plain)
+    laundered_mp4, plain_laundered_mp4 = out / "laundered.mp4", out / "plain_laundered.mp4"
     _ffmpeg("-i", marked_mp4, *LAUNDER, laundered_mp4)
-    return {"plain": plain, "marked": marked, "masks": masks, "plain_mp4": _encode(out / "plain.mp4", plain),
-            "marked_mp4": marked_mp4, "laundered_mp4": laundered_mp4}
+    _ffmpeg("-i", plain_mp4, *LAUNDER, plain_laundered_mp4)
+    return {"plain": plain, "marked": marked, "masks": masks, "plain_mp4": plain_mp4,
+            "marked_mp4": marked_mp4, "lossless_mp4": _write(out / "lossless.mp4", marked, lossless=True),
+            "laundered_mp4": laundered_mp4, "plain_laundered_mp4": plain_laundered_mp4}
 
 
 # ---------------------------------------------------------------- metadata
@@ -127,43 +115,86 @@ def test_payload_for_is_fingerprint_prefix():
 # ---------------------------------------------------------------- watermark
 
 def test_embed_changes_only_the_face_and_keeps_psnr(clip):
+    decoded = _decode(clip["lossless_mp4"])
     psnr_db = []
-    for plain, marked, mask in zip(clip["plain"], clip["marked"], clip["masks"]):
+    for plain, marked, written, mask in zip(clip["plain"], clip["marked"], decoded, clip["masks"]):
         inside = mask > 0
-        assert np.array_equal(plain[~inside], marked[~inside])
+        assert np.array_equal(written, marked)  # lossless: what convert writes is what we marked
+        assert np.array_equal(plain[~inside], written[~inside])
         mse = np.mean((plain[inside].astype(np.float64) - marked[inside]) ** 2)
         psnr_db.append(10 * np.log10(255 ** 2 / mse))
-    assert min(psnr_db) >= 40.0, psnr_db
+    assert min(psnr_db) >= 40.0, min(psnr_db)  # measured 40.6 min, 40.7 mean
 
 
-def test_embed_frame_respects_mask():
+def test_mark_does_not_flicker(clip):
+    """Mean frame-to-frame |luma change| inside the face, marked vs unmarked (measured 1.07x)."""
+    def flicker(frames):
+        return np.mean([np.abs(_luma(b) - _luma(a))[(ma > 0) & (mb > 0)].mean()
+                        for a, b, ma, mb in zip(frames, frames[1:], clip["masks"], clip["masks"][1:])])
+
+    ratio = flicker(clip["marked"]) / flicker(clip["plain"])
+    assert ratio <= FLICKER_MAX_RATIO, ratio
+
+
+def test_embed_frame_respects_mask(aligner):
     frame = skdata.astronaut()
-    faces = watermark.FaceAligner().landmarks(frame)
+    faces = aligner.landmarks(frame)
     mask = np.zeros(frame.shape[:2], np.float32)
     mask[150:170, 200:240] = 1
-    out = watermark.Watermarker(FINGERPRINT).embed_frame(frame, faces[0], mask)
+    wm = watermark.Watermarker(FINGERPRINT)
+    out = wm.embed_frame(frame, faces[0], mask, frame_index=7)
     assert np.array_equal(out[mask == 0], frame[mask == 0])
     assert not np.array_equal(out, frame)
+    # the sign pattern follows the keyed block of the frame index
+    assert np.array_equal(out, wm.embed_frame(frame, faces[0], mask, frame_index=6))  # same block
+    assert not np.array_equal(out, wm.embed_frame(frame, faces[0], mask, frame_index=7 + 3 * watermark.BLOCK_FRAMES))
 
 
-def test_marked_clip_is_detected_with_payload(clip, aligner):
-    report = verify.verify(str(clip["marked_mp4"]), max_frames=30, aligner=aligner)
+def test_null_score_is_standardised():
+    """No mark: whatever the host (static, drifting, noisy), z_k given the host is a
+    Rademacher sum, so the score is ~(chi2_K - K)/sqrt(2K) and stays below SCORE_MIN."""
+    rng = np.random.default_rng(1)
+    scores = []
+    for trial in range(300):
+        n = 100
+        host = 300 * rng.standard_normal(watermark.N_BITS)  # a face's own projections: large, static
+        drift = np.cumsum(rng.standard_normal((n, watermark.N_BITS)), 0) * rng.uniform(0, 20)
+        proj = host + drift + rng.uniform(0.1, 30) * rng.standard_normal((n, watermark.N_BITS))
+        z, _ = watermark.chip_statistics(np.arange(n) + 1000 * trial, proj)
+        scores.append((np.sum(z ** 2) - watermark.N_BITS) / math.sqrt(2 * watermark.N_BITS))
+    assert abs(np.mean(scores)) < 0.2 and 0.8 < np.std(scores) < 1.25
+    assert max(scores) < watermark.SCORE_MIN
+
+
+@pytest.mark.parametrize("name", ["lossless_mp4", "marked_mp4"])
+def test_marked_clip_is_detected_with_payload(clip, aligner, name):
+    report = verify.verify(str(clip[name]), aligner=aligner)
+    assert report["frames_checked"] == 100
     assert report["marked"] and report["by"] == ["watermark"], report
     assert report["payload"] == FINGERPRINT[:6]
-    assert report["score"] > watermark.SCORE_MIN
+    assert report["score"] > watermark.SCORE_MIN  # measured ~45 on CRF 18
+    assert report["watermark_share"] > 0.8
     assert "payload 1a2b3c" in verify.format_report(report)
 
 
-@pytest.mark.xfail(reason="QIM mark does not yet survive CRF 28 + half-size re-encoding (see watermark docstring)",
-                   strict=False)
 def test_laundered_clip_is_still_detected(clip, aligner):
-    report = verify.verify(str(clip["laundered_mp4"]), max_frames=30, aligner=aligner)
+    report = verify.verify(str(clip["laundered_mp4"]), aligner=aligner)
     assert report["tags"].get("synthetic_media") is None
     assert report["marked"] and report["payload"] == FINGERPRINT[:6], report
+    assert report["score"] > watermark.SCORE_MIN + 10  # measured ~38 vs 8.3
 
 
-def test_unmarked_clip_is_not_detected(clip, aligner):
-    report = verify.verify(str(clip["plain_mp4"]), max_frames=30, aligner=aligner)
+def test_wrong_frame_indices_find_nothing(clip, aligner):
+    """The chips are keyed on the true frame index: shifted indices decorrelate them."""
+    frames = [(i + 1000, f) for i, f in enumerate(_decode(clip["laundered_mp4"]))]
+    result = watermark.detect(frames, aligner=aligner)
+    assert not result.found and result.score < 4, result
+
+
+@pytest.mark.parametrize("name", ["plain_mp4", "plain_laundered_mp4"])
+def test_unmarked_clip_is_not_detected(clip, aligner, name):
+    report = verify.verify(str(clip[name]), aligner=aligner)
+    assert report["faces_checked"] == 100
     assert not report["marked"], report
     assert abs(report["score"]) < 4
 
@@ -172,6 +203,7 @@ def test_noise_video_is_not_detected(tmp_path, aligner):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(100)]
     report = verify.verify(str(_encode(tmp_path / "noise.mp4", frames)), max_frames=100, aligner=aligner)
+    assert report["frames_checked"] == 100
     assert not report["marked"] and report["payload"] is None
 
 
@@ -181,9 +213,17 @@ def test_grace_hopper_is_not_detected(aligner):
 
     with cbook.get_sample_data("grace_hopper.jpg") as fh:
         grace = np.asarray(Image.open(fh).convert("RGB"))
-    result = watermark.detect([grace], aligner=aligner)
-    assert result.faces_checked == 1
+    result = watermark.detect([(0, grace), (1, grace[:, ::-1].copy()), (2, grace)], aligner=aligner)
+    assert result.faces_checked == 3
     assert not result.found and result.score < watermark.SCORE_MIN
+
+
+def test_long_videos_are_sampled_in_runs():
+    assert verify.frame_indices(100, 128) == list(range(100))
+    picked = verify.frame_indices(100_000, 128)
+    assert len(picked) == 128 and picked[0] == 0 and picked[-1] == 99_999
+    starts = [i for i in picked if i - 1 not in picked]
+    assert len(starts) == 128 // watermark.RUN_FRAMES
 
 
 # ---------------------------------------------------------------- verify errors, label

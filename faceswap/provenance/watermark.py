@@ -1,63 +1,4 @@
-"""Invisible watermark inside swapped faces: face-aligned dither modulation (QIM).
-
-Method (this is faceswap's documented marking method)
------------------------------------------------------
-The mark lives in *face-aligned* coordinates, so it follows the face through
-motion and rescaling, and it only ever touches the inner face:
-
-    68 landmarks -> similarity (Umeyama, inner points 17..67) -> canonical grid
-    (CANON_PX x CANON_PX, `canonical_points`) -> luma of the face on that grid.
-
-* Patterns. From a fixed public key (`KEY`) we draw N_BITS white Gaussian
-  fields on the grid, band-pass them to BAND_CYCLES cycles per grid, weight
-  them with a feathered inner-face window (jaw + brow hull, eroded: the mark
-  never reaches the blend seam, hair or background) and orthonormalise them
-  (QR) after six low-order polynomials, so lighting gradients do not project
-  onto them.  Each pattern also gets a keyed dither in [0, 1).
-* Payload. 40 bits = 8-bit tag `TAG` + 24 bits of the model fingerprint
-  (`payload_for`) + CRC-8.
-* Why not additive spread spectrum: measured on real faces, the projection of
-  a face onto a band-limited random pattern is 50-500 luma units, against
-  ~8 for an additive mark at 40 dB; for a face that looks alike in every frame
-  this host interference does not average out over frames.  So we use
-  host-rejecting quantisation index modulation (Chen & Wornell 2001, spread
-  transform): the projection p_i = <luma, u_i> is moved to the nearest point of
-  the lattice step * (dither_i + {0 for bit 1 | 1/2 for bit 0} + k).  The move
-  is at most step/2 per bit; `lattice_step` sets step so the change is
-  `strength` luma levels RMS over the window (2.5 by default: ~41-43 dB PSNR
-  over the face mask).  The change is computed on the grid, warped back into
-  the caller's crop (`embed_crop`) or frame (`embed_frame`) and added equally to
-  R, G and B (luma only).  A second pass corrects what the resampling lost.
-* Detection (`detect`).  Each face found (dlib HOG + 68 landmarks) gives
-  phasors exp(2j*pi*(p_i/step - dither_i)): angle 0 = bit 1, pi = bit 0.  They
-  are averaged over all faces of all sampled frames; bits = sign of the real
-  part.  Because the dither is uniform, the pooled phase psi_i of an unmarked
-  face is uniform on the circle whatever the face and however frames correlate,
-  so the statistic
-      score = (sum_i |Re Z_i| - (2/pi) sum_i |Z_i|) / sqrt((1/2 - 4/pi^2) sum_i |Z_i|^2)
-  has mean 0 and variance 1 under "no mark" exactly (given the magnitudes).
-  With 40 bits its ceiling is ~7.46 (all phases on the axis).  A mark is
-  *found* when score > SCORE_MIN (6.0: about 1e-9 for a normal; the
-  distribution-free Hoeffding bound exp(-2 * 36 * 0.0947) = 1.1e-3) AND the word
-  has the right tag and CRC (2^-16 for random bits): below 2e-8 per video even with the loose bound.
-* Limits (measured, see tests/test_provenance.py): survives lossless and
-  H.264 CRF 18 output; does NOT yet survive CRF 28 + half-size re-encoding:
-  QIM is sensitive to anything that moves the projections by ~step/4 (landmark
-  jitter of 0.3 px, compression smoothing of the face), which that laundering
-  does.  Marking the crop before it is warped back (`embed_crop`) loses margin
-  to the warp-back resampling (score 5.7 < 6 on a CRF 18 clip, vs 6.5 with
-  `embed_frame` after the blend): convert should call `embed_frame(blended,
-  landmarks, mask)`.  Not a security feature: key and method are public.
-
-Public API
-----------
-`payload_for(model_fingerprint) -> bytes` (3 bytes);
-`Watermarker(payload: bytes | str, strength=2.5)` with
-`.embed_crop(crop uint8 SxSx3, crop_landmarks (68,2) | None) -> uint8` and
-`.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None) -> uint8`;
-`detect(frames: Iterable[np.ndarray RGB]) -> WatermarkResult`;
-`FaceAligner()` (dlib detector + landmarks, shared by `detect` and tests).
-"""
+"""DOCSTRING"""
 
 from __future__ import annotations
 
@@ -75,16 +16,16 @@ import numpy as np
 from faceswap.errors import InputError
 
 CANON_PX = 64  # side of the canonical face grid the patterns live on
-KEY = b"faceswap-provenance-v1"  # public: this is a provenance signal, not DRM
+KEY = b"faceswap-provenance-v2"  # public: this is a provenance signal, not DRM
 TAG = 0xA5  # fixed first byte of every payload word
 N_DATA_BITS = 24
 N_BITS = 8 + N_DATA_BITS + 8  # tag + data + CRC-8
-BAND_CYCLES = (4.0, 16.0)  # pattern band, cycles per canonical grid
+BAND_CYCLES = (2.0, 8.0)  # pattern band, cycles per canonical grid (measured: survives half size + CRF 28)
 WINDOW_ERODE = 0.04  # inner-face window: jaw+brow hull eroded by this share of the grid
-SCORE_MIN = 6.0  # detection threshold on the standardised score (see module docstring)
-FRAME_Z_MIN = 3.0  # per-frame agreement with the found word for share_frames
-EMBED_PASSES = 2
-DEFAULT_STRENGTH = 2.5  # RMS luma change over the face window, 8-bit levels
+BLOCK_FRAMES = 3  # frames per chip block: the mark's sign pattern changes every BLOCK_FRAMES frames (flicker 1.07x)
+RUN_FRAMES = 16  # detection cancels the host by subtracting its mean over chunks of this many consecutive frames
+DEFAULT_STRENGTH = 2.4  # RMS luma change over the face hull, 8-bit levels (~40.4 dB)
+FP_LOG_BOUND = 13.8  # -ln P(energy >= threshold | no mark): e^-13.8 = 1e-6 (see module docstring)
 
 # Mean 68-point face in a unit box: dlib landmarks of two frontal sample faces
 # (skimage astronaut, matplotlib grace_hopper), similarity-aligned, averaged
@@ -164,6 +105,7 @@ def payload_for(model_fingerprint: str) -> bytes:
         return hashlib.sha256(fp.encode()).digest()[:3]
 
 
+
 def _word_bits(payload: bytes) -> np.ndarray:
     word = bytes([TAG]) + payload + bytes([_crc8(bytes([TAG]) + payload)])
     bits = np.unpackbits(np.frombuffer(word, np.uint8))
@@ -178,20 +120,31 @@ def _decode_word(signs: np.ndarray) -> str | None:
     return word[1:-1].hex()
 
 
+def chips(block: int) -> np.ndarray:
+    """(N_BITS,) float32 in {-1, +1}: the keyed temporal chip of every bit for one frame block.
+
+    A pure function of (KEY, block): embedder and detector need no shared state,
+    only the true frame index (block = frame_index // BLOCK_FRAMES).
+    """
+    digest = hashlib.sha256(KEY + b"chips" + int(block).to_bytes(8, "little", signed=True)).digest()
+    bits = np.unpackbits(np.frombuffer(digest, np.uint8))[:N_BITS]
+    return bits.astype(np.float32) * 2 - 1
+
+
 # ---------------------------------------------------------------- patterns
 
 @functools.lru_cache(maxsize=1)
-def _patterns() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(U, dither, window): U (CANON_PX^2, N_BITS) orthonormal float32 columns,
-    dither (N_BITS,) in [0, 1) lattice steps, window (CANON_PX, CANON_PX)."""
+def _patterns() -> tuple[np.ndarray, np.ndarray, float]:
+    """(U, window, hull_px): U (CANON_PX^2, N_BITS) orthonormal float32 columns,
+    window (CANON_PX, CANON_PX) float32, hull_px: area of the face hull on the grid."""
     g = CANON_PX
     pts = canonical_points(g)
-    hull = cv2.convexHull(np.round(pts[:27] * 8).astype(np.int32))  # jaw + brows, 1/8 px
-    window = np.zeros((g, g), np.uint8)
-    cv2.fillConvexPoly(window, hull, 255, lineType=cv2.LINE_8, shift=3)
+    hull = cv2.convexHull(np.round(pts * 8).astype(np.int32))  # all 68 points, 1/8 px
+    hull_mask = np.zeros((g, g), np.uint8)
+    cv2.fillConvexPoly(hull_mask, hull, 255, lineType=cv2.LINE_8, shift=3)
     erode_px = max(1, round(WINDOW_ERODE * g))
-    window = cv2.erode(window, np.ones((2 * erode_px + 1,) * 2, np.uint8))
-    window = cv2.GaussianBlur(window.astype(np.float32) / 255, (0, 0), 0.02 * g)
+    window = cv2.erode(hull_mask, np.ones((2 * erode_px + 1,) * 2, np.uint8))
+    window = cv2.GaussianBlur(window.astype(np.float32) / 255, (0, 0), 0.02 * g).astype(np.float64)
 
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(KEY).digest()[:8], "little"))
     fy = np.fft.fftfreq(g)[:, None] * g
@@ -201,20 +154,19 @@ def _patterns() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     noise = rng.standard_normal((N_BITS, g, g))
     fields = np.fft.irfft2(np.fft.rfft2(noise) * band, s=(g, g)) * window
 
+    # orthogonal to window-weighted low-order polynomials: lighting gradients do not project
     yy, xx = np.mgrid[0:g, 0:g] / g - 0.5
     polys = [np.ones((g, g)), xx, yy, xx * xx, xx * yy, yy * yy]
     cols = np.concatenate([np.stack([p * window for p in polys]).reshape(6, -1),
                            fields.reshape(N_BITS, -1)]).T
     q, _ = np.linalg.qr(cols)
-    dither = rng.random(N_BITS)
-    return q[:, 6:].astype(np.float32), dither, window.astype(np.float32)
+    return q[:, 6:].astype(np.float32), window.astype(np.float32), float((hull_mask > 0).sum())
 
 
-def lattice_step(strength: float = DEFAULT_STRENGTH) -> float:
-    """QIM step for a strength: uniform error of step/sqrt(12) per bit, spread over the window."""
-    _, _, window = _patterns()
-    area_px = float((window ** 2).sum())
-    return strength * math.sqrt(12.0 * area_px / N_BITS)
+def amplitude(strength: float = DEFAULT_STRENGTH) -> float:
+    """Per-bit amplitude a on the grid for an RMS change of `strength` over the face hull."""
+    _, _, hull_px = _patterns()
+    return strength * math.sqrt(hull_px / N_BITS)
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -233,12 +185,11 @@ def _warp_luma_to_canonical(luma: np.ndarray, to_canon: np.ndarray) -> np.ndarra
 # ---------------------------------------------------------------- embedding
 
 class Watermarker:
-    """Embeds one payload into face crops or frames (see the module docstring).
+    """Adds the temporally keyed mark of one payload to faces (see the module docstring).
 
     `payload`: 3 bytes, or a model fingerprint string (passed to `payload_for`).
-    `strength`: RMS luma change over the face window in 8-bit levels; the
-    detector does not need to know it (detection works on any step >= the
-    default, the lattice step is fixed by `lattice_step(DEFAULT_STRENGTH)`).
+    `strength`: RMS luma change over the face hull in 8-bit levels (2.4 ~ 40.4 dB);
+    the detector does not need to know it.
     """
 
     def __init__(self, payload: bytes | str, strength: float = DEFAULT_STRENGTH):
@@ -248,69 +199,54 @@ class Watermarker:
             raise ValueError(f"watermark payload must be {N_DATA_BITS // 8} bytes, got {len(payload)}")
         self.payload = bytes(payload)
         self.strength = float(strength)
-        self._u, dither, _ = _patterns()
-        self.step = lattice_step(DEFAULT_STRENGTH)
-        bits = _word_bits(self.payload)
-        # lattice of bit b_i: step * (dither_i + (0 if b_i > 0 else 1/2) + k)
-        self._offset = self.step * (dither + np.where(bits > 0, 0.0, 0.5))
-        # distortion compensation: move a fraction of the way when strength < default
-        self._kappa = min(1.0, self.strength / DEFAULT_STRENGTH)
+        self._u, _, _ = _patterns()
+        self._bits = _word_bits(self.payload)
+        self._amp = amplitude(self.strength)
 
-    def canonical_delta(self, canon_luma: np.ndarray) -> np.ndarray:
-        """Luma change on the canonical grid (CANON_PX x CANON_PX float32) for this host face."""
-        host = self._u.T @ canon_luma.reshape(-1).astype(np.float32)  # (N_BITS,)
-        target = self._offset + np.round((host - self._offset) / self.step) * self.step
-        coef = (self._kappa * (target - host)).astype(np.float32)
+    def canonical_delta(self, frame_index: int) -> np.ndarray:
+        """The mark of frame `frame_index` on the canonical grid (CANON_PX x CANON_PX float32)."""
+        coef = self._amp * self._bits * chips(int(frame_index) // BLOCK_FRAMES)
         return (self._u @ coef).reshape(CANON_PX, CANON_PX)
 
-    def _delta_in(self, rgb: np.ndarray, to_canon: np.ndarray) -> np.ndarray:
-        """The luma change in `rgb`'s own pixel space (HxW float32)."""
-        luma = _luma(rgb)
-        canon = _warp_luma_to_canonical(luma, to_canon)
-        h, w = rgb.shape[:2]
-        delta = np.zeros((h, w), np.float32)
-        # two passes: the second corrects what resampling to and from the grid lost
-        for _ in range(EMBED_PASSES):
-            change = self.canonical_delta(canon)
-            delta += cv2.warpAffine(change, to_canon, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            canon = _warp_luma_to_canonical(luma + delta, to_canon)
-        return delta
+    def embed_frame(self, frame: np.ndarray, landmarks: np.ndarray, mask: np.ndarray | None,
+                    frame_index: int) -> np.ndarray:
+        """Mark one face of frame `frame_index` (uint8 HxWx3 RGB, 68 landmarks in frame px).
 
-    def embed_crop(self, face_crop: np.ndarray, crop_landmarks: np.ndarray | None = None) -> np.ndarray:
-        """Mark an aligned face crop (uint8 SxSx3 RGB) before it is warped into the frame.
-
-        `crop_landmarks`: the face's 68 landmarks in crop pixels (e.g.
-        `transform_points(landmarks, matrix)`); None means the crop was aligned
-        like the canonical grid itself (`canonical_points(S)`).
+        Only pixels with `mask` > 0 change (the mark is multiplied by the mask;
+        None = the inner-face window alone).  Returns a new array.
         """
-        size_px = face_crop.shape[0]
-        if crop_landmarks is None:
-            crop_landmarks = canonical_points(size_px)
-        delta = self._delta_in(face_crop, to_canonical_matrix(crop_landmarks))
-        return _add_luma(face_crop, delta)
-
-    def embed_frame(self, frame: np.ndarray, landmarks: np.ndarray,
-                    mask: np.ndarray | None = None) -> np.ndarray:
-        """Mark one face directly in a frame; `mask` (HxW in [0,1]) limits it further."""
         to_canon = to_canonical_matrix(landmarks)
         # work on the face's bounding box only: cost independent of frame size
         pts = np.asarray(landmarks, np.float64).reshape(68, 2)
         h, w = frame.shape[:2]
-        pad = 0.25 * (pts.max(0) - pts.min(0)).max()
+        pad = 0.1 * (pts.max(0) - pts.min(0)).max()
         x0, y0 = np.floor(np.maximum(pts.min(0) - pad, 0)).astype(int)
         x1, y1 = np.ceil(np.minimum(pts.max(0) + pad, [w, h])).astype(int)
+        out = frame.copy()
         if x1 <= x0 or y1 <= y0:
-            return frame.copy()
-        roi = frame[y0:y1, x0:x1]
+            return out
         shifted = to_canon.copy()
         shifted[:, 2] += to_canon[:, :2] @ np.array([x0, y0], np.float64)
-        delta = self._delta_in(roi, shifted)
+        delta = cv2.warpAffine(self.canonical_delta(frame_index), shifted, (int(x1 - x0), int(y1 - y0)),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if mask is not None:
             delta *= np.asarray(mask, np.float32)[y0:y1, x0:x1]
-        out = frame.copy()
-        out[y0:y1, x0:x1] = _add_luma(roi, delta)
+        out[y0:y1, x0:x1] = _add_luma(frame[y0:y1, x0:x1], delta)
         return out
+
+    def embed_crop(self, face_crop: np.ndarray, crop_landmarks: np.ndarray | None = None,
+                   frame_index: int = 0) -> np.ndarray:
+        """Mark an aligned face crop (uint8 SxSx3) before it is warped into frame `frame_index`.
+
+        Prefer `embed_frame` after the blend: the mark is then exactly under the
+        mask and not resampled once more.  `crop_landmarks` None means the crop
+        is aligned like the canonical grid (`canonical_points(S)`).
+        """
+        size_px = face_crop.shape[0]
+        if crop_landmarks is None:
+            crop_landmarks = canonical_points(size_px)
+        return self.embed_frame(face_crop, crop_landmarks, None, frame_index)
 
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -325,8 +261,8 @@ def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
 class WatermarkResult:
     found: bool
     payload: str | None  # 6 hex digits: the first 24 bits of the model fingerprint
-    share_frames: float  # share of checked frames that carry the found word on their own
-    score: float  # standardised statistic, ~N(0,1) unmarked; found needs > SCORE_MIN
+    share_frames: float  # share of checked frames whose face correlates positively with the found word
+    score: float  # standardised chip energy (sum z_k^2 - K) / sqrt(2K); found needs > SCORE_MIN
     frames_checked: int
     faces_checked: int = 0
 
@@ -368,56 +304,81 @@ class FaceAligner:
         return [_warp_luma_to_canonical(luma, to_canonical_matrix(pts)) for pts in faces]
 
 
-def face_phasors(canon_luma: np.ndarray) -> np.ndarray:
-    """(N_BITS,) complex unit phasors: angle 0 = bit 1 lattice, pi = bit 0 lattice."""
-    u, dither, _ = _patterns()
-    step = lattice_step(DEFAULT_STRENGTH)
-    proj = u.T @ canon_luma.reshape(-1).astype(np.float32)
-    return np.exp(2j * np.pi * (proj / step - dither))
+def energy_threshold(log_bound: float = FP_LOG_BOUND, n_bits: int = N_BITS) -> float:
+    """E such that P(sum z_k^2 >= E) <= exp(-log_bound) for independent 1-sub-Gaussian z_k
+    (Hsu, Kakade & Zhang 2012): K + 2 sqrt(K u) + 2u."""
+    return n_bits + 2 * math.sqrt(n_bits * log_bound) + 2 * log_bound
 
 
-_ABS_COS_MEAN = 2 / math.pi  # E|cos psi| for psi uniform
-_ABS_COS_VAR = 0.5 - 4 / math.pi ** 2  # Var|cos psi| for psi uniform
+SCORE_MIN = (energy_threshold() - N_BITS) / math.sqrt(2 * N_BITS)  # 8.34 for 40 bits, u = 13.8
 
 
-def pooled_score(phasors: np.ndarray) -> tuple[float, np.ndarray]:
-    """(score, pooled complex (N_BITS,)) for stacked per-face phasors (faces, N_BITS)."""
-    pooled = phasors.mean(0)
-    r = np.abs(pooled)
-    denom = math.sqrt(_ABS_COS_VAR * float((r ** 2).sum()))
-    if denom == 0:
-        return 0.0, pooled
-    score = (float((np.abs(pooled.real)).sum()) - _ABS_COS_MEAN * float(r.sum())) / denom
-    return score, pooled
+def face_projections(canon_luma: np.ndarray) -> np.ndarray:
+    """(N_BITS,) projections of a gain-normalised canonical face onto the patterns."""
+    u, window, _ = _patterns()
+    x = canon_luma.astype(np.float32)
+    wsum = float(window.sum())
+    mean = float((x * window).sum()) / wsum
+    std = math.sqrt(max(float((window * (x - mean) ** 2).sum()) / wsum, 1e-6))
+    return u.T @ (x.reshape(-1) / std)
 
 
-def detect(frames: Iterable[np.ndarray], aligner: FaceAligner | None = None) -> WatermarkResult:
-    """Look for the mark in RGB frames (sampled across a video); see the module docstring."""
+def chip_statistics(indices: np.ndarray, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z, residual) from frame indices (T,) and projections (T, N_BITS).
+
+    residual: projections minus their mean over chunks of RUN_FRAMES consecutive
+    frames (the static and slowly moving host cancel).  z_k = sum_b c_k(b) y_k(b)
+    / sqrt(sum_b y_k(b)^2) with y_k(b) the residual summed over the frames of
+    block b: given y, each z_k is a Rademacher sum with unit variance.
+    """
+    order = np.argsort(indices, kind="stable")
+    indices, proj = indices[order], proj[order]
+    resid = np.zeros_like(proj, dtype=np.float64)
+    start = 0
+    for end in range(1, len(indices) + 1):
+        # chunk boundary: a gap in the frame indices, or RUN_FRAMES frames collected
+        if end == len(indices) or indices[end] != indices[end - 1] + 1 or end - start >= RUN_FRAMES:
+            resid[start:end] = proj[start:end] - proj[start:end].mean(0)
+            start = end
+    blocks = indices // BLOCK_FRAMES
+    uniq, inverse = np.unique(blocks, return_inverse=True)
+    y = np.zeros((len(uniq), proj.shape[1]))
+    np.add.at(y, inverse, resid)
+    c = np.stack([chips(b) for b in uniq])  # (B, N_BITS)
+    norm = np.sqrt((y ** 2).sum(0))
+    z = np.where(norm > 0, (c * y).sum(0) / np.maximum(norm, 1e-12), 0.0)
+    return z, resid[np.argsort(order)]
+
+
+def detect(frames: Iterable[tuple[int, np.ndarray]], aligner: FaceAligner | None = None) -> WatermarkResult:
+    """Look for the mark in (frame_index, RGB frame) pairs; indices must be the frames' true positions.
+
+    Per frame, the largest face is used.
+    """
     aligner = aligner or FaceAligner()
-    per_face: list[np.ndarray] = []
-    face_frame: list[int] = []
+    indices, projections = [], []
     frames_checked = 0
-    for frame in frames:
-        for canon in aligner.canonical_faces(frame):
-            per_face.append(face_phasors(canon))
-            face_frame.append(frames_checked)
+    for index, frame in frames:
         frames_checked += 1
-    if not per_face:
+        faces = aligner.landmarks(frame)
+        if not faces:
+            continue
+        # the largest face: smallest scale factor onto the canonical grid
+        mats = [to_canonical_matrix(pts) for pts in faces]
+        to_canon = min(mats, key=lambda m: abs(np.linalg.det(m[:, :2])))
+        canon = _warp_luma_to_canonical(_luma(frame[..., :3]), to_canon)
+        indices.append(int(index))
+        projections.append(face_projections(canon))
+    if not projections:
         return WatermarkResult(False, None, 0.0, 0.0, frames_checked, 0)
-    stacked = np.stack(per_face)  # (faces, N_BITS) complex
-    score, pooled = pooled_score(stacked)
-    payload = _decode_word(pooled.real)
+    idx = np.asarray(indices)
+    z, resid = chip_statistics(idx, np.stack(projections))
+    score = (float((z ** 2).sum()) - N_BITS) / math.sqrt(2 * N_BITS)
+    payload = _decode_word(z)
     found = score > SCORE_MIN and payload is not None
     share = 0.0
     if found:
-        signs = np.sign(pooled.real)
-        per_frame = (stacked.real * signs).sum(1) / math.sqrt(N_BITS / 2)  # ~N(0,1) off the word
-        share = len({f for f, s in zip(face_frame, per_frame) if s > FRAME_Z_MIN}) / frames_checked
-    return WatermarkResult(
-        found=found,
-        payload=payload if found else None,
-        share_frames=share,
-        score=score,
-        frames_checked=frames_checked,
-        faces_checked=len(per_face),
-    )
+        signs = np.sign(z)
+        per_frame = np.array([(signs * chips(i // BLOCK_FRAMES) * r).sum() for i, r in zip(idx, resid)])
+        share = float((per_frame > 0).sum()) / frames_checked
+    return WatermarkResult(found, payload if found else None, share, score, frames_checked, len(projections))
