@@ -110,9 +110,10 @@ def _run_config_from_args(args) -> C.RunConfig:
 
 def dispatch(args) -> int:
     """Run one command; returns the exit code."""
-    from faceswap.raycluster import ensure_ray
-
     address = getattr(args, "ray_address", None)
+    if address:
+        # Stages connect after checking their inputs, so bad input fails in a second, not after Ray starts.
+        os.environ["RAY_ADDRESS"] = address
     cmd = args.command
     if cmd == "samples":
         from faceswap.samples import write_samples
@@ -131,21 +132,18 @@ def dispatch(args) -> int:
         cfg = C.from_args(C.ExtractConfig, args)
         from faceswap.stages.extract import run_extract
 
-        ensure_ray(address)
         run_extract(cfg)
         return 0
     if cmd == "train":
         cfg = C.from_args(C.TrainConfig, args)
         from faceswap.stages.train import run_train
 
-        ensure_ray(address)
         run_train(cfg)
         return 0
     if cmd == "convert":
         cfg = C.from_args(C.ConvertConfig, args)
         from faceswap.stages.convert import run_convert
 
-        ensure_ray(address)
         run_convert(cfg)
         return 0
     if cmd == "assemble":
@@ -157,20 +155,17 @@ def dispatch(args) -> int:
         cfg = C.from_args(C.EvaluateConfig, args)
         from faceswap.stages.evaluate import print_report, run_evaluate
 
-        ensure_ray(address)
         print_report(run_evaluate(cfg))
         return 0
     if cmd == "run":
         cfg = _run_config_from_args(args)
         from faceswap.stages.pipeline import run_pipeline
 
-        ensure_ray(address)
         run_pipeline(cfg)
         return 0
     if cmd == "demo":
         from faceswap.stages.pipeline import run_demo
 
-        ensure_ray(address)
         run_demo(args.out, steps=args.steps)
         return 0
     raise AssertionError(f"unhandled command {cmd}")

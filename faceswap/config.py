@@ -231,8 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
             kwargs["choices"] = meta["choices"]
         required = bool(meta.get("required")) and not prefix
         if hint is bool:
-            default = f.default
-            kwargs["action"] = "store_false" if default else "store_true"
+            kwargs["action"] = "store_false" if f.default else "store_true"
+            if prefix:
+                kwargs["default"] = argparse.SUPPRESS  # absent flag: the config file's value stands
             parser.add_argument(flag, dest=dest, **kwargs)
             continue
         if typing.get_origin(hint) is list:

@@ -74,3 +74,16 @@ def test_run_config_with_unknown_key_is_exit_2(run_cli, tmp_path):
     assert proc.returncode == 2
     assert "unknown key trian" in proc.stderr and "bad.yaml" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_run_flags_override_only_what_is_given(tmp_path):
+    from faceswap.cli import _run_config_from_args
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("source: [a.mp4]\ntarget: [b.mp4]\nwork: w\noutput: o.mp4\n"
+                   "convert: {lossless: true, crf: 20}\ntrain: {steps: 7}\n")
+    args = build_parser().parse_args(["run", "--config", str(cfg), "--train-workers", "2", "--convert-no-watermark"])
+    run = _run_config_from_args(args)
+    assert run.convert == {"lossless": True, "crf": 20, "watermark": False}
+    assert run.train == {"steps": 7, "workers": 2}
+    assert run.extract == {}

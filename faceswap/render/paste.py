@@ -52,12 +52,15 @@ def blend_mask(landmarks: np.ndarray, roi: tuple[int, int, int, int], erode_px: 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmarks: np.ndarray,
                model_mask: np.ndarray | None = None, erode_px: int = 0, feather_px: int = 0,
-               seamless: bool = False) -> np.ndarray:
-    """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place; returns ``frame``."""
+               seamless: bool = False) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place.
+
+    Returns the ROI (x0, y0, x1, y1) and the blend mask over it, or None when nothing was pasted.
+    """
     size = face.shape[0]
     roi = face_roi(matrix, size, frame.shape)
     if roi is None:
-        return frame
+        return None
     x0, y0, x1, y1 = roi
     m = shift_matrix(matrix, x0, y0)
     shape = (y1 - y0, x1 - x0)
@@ -66,7 +69,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     if model_mask is not None:
         mask *= warp_from_crop(model_mask.astype(np.float32), m, shape)
     if not mask.any():
-        return frame
+        return None
     original = frame[y0:y1, x0:x1]
     if seamless:
         binary = (mask > 0.05).astype(np.uint8) * 255
@@ -79,7 +82,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     # Pixels with mask 0 keep their exact decoded value.
     out = np.where(m3 > 0, np.clip(np.rint(blended), 0, 255).astype(np.uint8), original)
     frame[y0:y1, x0:x1] = out
-    return frame
+    return roi, mask
 
 
 def sharpen(face: np.ndarray, amount: float) -> np.ndarray:

@@ -127,17 +127,21 @@ class ConvertShard:
             generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
         swapped = set()
         for k, (pos, landmarks, m, original) in enumerate(jobs):
-            face = generated[k]
             crop_landmarks = transform_points(landmarks, m)
-            region = _crop_hull(crop_landmarks, size)
-            face = match_color(face, original, region, s.color)
+            face = match_color(generated[k], original, _crop_hull(crop_landmarks, size), s.color)
             face = sharpen(face, s.sharpen)
-            if self.watermarker is not None:
-                face = self.watermarker.embed_crop(face, crop_landmarks)
-            frame = frames[pos][1]
-            paste_face(frame, face, m, landmarks, None if masks is None else masks[k],
-                       erode_px=s.erode_px, feather_px=s.feather_px, seamless=s.seamless)
+            index, frame = frames[pos]
+            pasted = paste_face(frame, face, m, landmarks, None if masks is None else masks[k],
+                                erode_px=s.erode_px, feather_px=s.feather_px, seamless=s.seamless)
+            if pasted is None:
+                continue
             swapped.add(pos)
+            if self.watermarker is not None:
+                # Marked after blending, under the blend mask: pixels outside the face never change.
+                (x0, y0, x1, y1), roi_mask = pasted
+                full_mask = np.zeros(frame.shape[:2], np.float32)
+                full_mask[y0:y1, x0:x1] = roi_mask
+                frames[pos] = (index, self.watermarker.embed_frame(frame, landmarks, full_mask, index))
         for pos, (index, frame) in enumerate(frames):
             if s.label:
                 from faceswap.provenance.label import draw_label
@@ -237,7 +241,7 @@ def _faceset_source(manifest: dict, video_uri: str, frames: int, where: str) -> 
 def make_plan(cfg: ConvertConfig) -> dict:
     """Probe the inputs (fail fast, before the cluster works) and plan the segments."""
     from faceswap.model.export import load_swapper
-    from faceswap.raycluster import default_workers
+    from faceswap.raycluster import default_workers, ensure_ray
     from faceswap.video.probe import keyframes, probe
     from faceswap.video.shards import plan_video_shards, source_id
 
@@ -256,6 +260,7 @@ def make_plan(cfg: ConvertConfig) -> dict:
     for entry in faceset_shards:
         check_key(f"alignments/{entry['id']}.parquet")
     swapper = load_swapper(cfg.model)  # validates the weights on the driver: a bad file is exit 2, not 1
+    ensure_ray(None)
     workers = default_workers(cfg.workers, ACTOR_CPUS)
     shards = plan_video_shards(source_id(cfg.video), cfg.video, info, keys, shard_frames=cfg.shard_frames,
                                workers=workers)
@@ -304,10 +309,8 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
         ds = ds.map_batches(
             ConvertShard, fn_constructor_args=(json.dumps(plan),), batch_size=1,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(plan["workers"], len(todo)))),
-            num_cpus=ACTOR_CPUS,
-            # A lost node or a crashed actor redoes its shard: segments are idempotent.
-            ray_remote_args={"resources": cpu_stage_resources(), "max_restarts": 4, "max_task_retries": 4},
-        )
+            num_cpus=ACTOR_CPUS, resources=cpu_stage_resources(),
+        )  # Ray Data restarts lost actors and retries their shard; segments are idempotent.
         for row in ds.iter_rows():
             rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
     convert_s = time.monotonic() - t_convert
