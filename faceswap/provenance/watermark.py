@@ -251,8 +251,9 @@ class Watermarker:
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Add the same change to R, G and B (= luma), round, clip; unchanged where delta == 0."""
-    out = rgb.astype(np.float32) + delta[..., None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # rgb is integral, so rint(rgb + delta) == rgb + rint(delta): add in int16, no float image
+    out = rgb.astype(np.int16) + np.rint(delta).astype(np.int16)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- detection
