@@ -75,12 +75,17 @@ def _expand(uri: str) -> list[str]:
     return [path]
 
 
-def _check_image(uri: str) -> None:
+def _check_image(uri: str, min_face_px: int) -> None:
     with local_input(uri) as local:
         if not os.path.isfile(local):
             raise InputError(f"{uri}: no such file")
-        if cv2.imread(local, cv2.IMREAD_COLOR) is None:
+        img = cv2.imread(local, cv2.IMREAD_COLOR)
+        if img is None:
             raise InputError(f"{uri}: not a readable image")
+        h, w = img.shape[:2]
+        if min(h, w) < min_face_px:  # cannot hold a face the detector is set to find
+            raise InputError(f"{uri}: image too small ({w}x{h}; faces must be at least --min-face-px "
+                             f"{min_face_px} px)")
 
 
 def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
@@ -107,7 +112,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
         for uri in files:
             try:
                 if _kind(uri) == "image":
-                    _check_image(uri)
+                    _check_image(uri, cfg.min_face_px)
                     images.append(uri)
                     continue
                 with local_input(uri) as local:
