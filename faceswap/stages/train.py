@@ -376,6 +376,7 @@ def _faceswap_error(exc: BaseException) -> FaceswapError | None:
 
 def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a model into ``cfg.out``; returns the training summary."""
+    import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -401,12 +402,14 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
             _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
 
     ensure_ray(None)
+    # A worker lives on one node: never ask for more CPUs than the largest node has.
+    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
     if cfg.gpu:
-        cpus = float(max(1, min(4, cluster_cpus() // cfg.workers)))
+        cpus = float(max(1, min(4, node_cpus, cluster_cpus() // cfg.workers)))
         resources = {"CPU": cpus, "GPU": 1, **gpu_stage_resources()}
     else:
         # On CPU every core is a training thread; a worker takes its share of the machine.
-        cpus = float(max(1, min(16, cluster_cpus() // cfg.workers)))
+        cpus = float(max(1, min(16, node_cpus, cluster_cpus() // cfg.workers)))
         resources = {"CPU": cpus, **cpu_stage_resources()}
     storage_path, storage_fs = _storage(out.uri)
     trainer = TorchTrainer(
