@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from faceswap.config import ExtractConfig
-from faceswap.errors import FaceswapError, InputError
+from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
 from faceswap.faces.identity import IMAGE_SUFFIXES
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
 
@@ -349,11 +349,14 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
     failed = [r for r in rows if r["status"] != "ok"]
     if failed and not cfg.keep_going:
-        first = failed[0]
+        # A store that stopped answering is a service fault (exit 1, rerun resumes), not bad input.
+        down = [r for r in failed if r["error"].startswith(ServiceUnavailable.__name__)]
+        first = (down or failed)[0]
         spec = next(s for s in todo if s["id"] == first["shard"])
-        raise InputError(f"{spec['uri']}: shard {first['shard']} (frames [{spec['start']}, {spec['stop']})) failed: "
-                         f"{first['error']}; {len(failed)} of {len(rows)} shards failed (rerun to retry them, "
-                         f"or --keep-going to finish the others)")
+        error = ServiceUnavailable if down else InputError
+        raise error(f"{spec['uri']}: shard {first['shard']} (frames [{spec['start']}, {spec['stop']})) failed: "
+                    f"{first['error']}; {len(failed)} of {len(rows)} shards failed (rerun to retry them, "
+                    f"or --keep-going to finish the others)")
 
     by_id = {r["shard"]: r for r in rows}
     faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else _existing_faces(store, s["id"])
