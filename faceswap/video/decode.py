@@ -55,14 +55,41 @@ def decord_applies_rotation() -> bool:
     return bool(frame[:, :8].mean() > frame[:, 8:].mean())
 
 
+def _file_key(path: str) -> tuple[str, int, int] | None:
+    """(path, size, mtime) of a local file, or None: what per-file facts are cached under."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return path, st.st_size, st.st_mtime_ns
+
+
+# Per-process caches of facts about a file, keyed by (path, size, mtime): an actor decodes
+# hundreds of shards of one film, and reading the index of a 3-hour mp4 costs ~0.3 s.
+@functools.lru_cache(maxsize=64)
+def _cached_decoder(key: tuple[str, int, int], long_frames: int) -> str:
+    return _choose_decoder(key[0], long_frames)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_rotation(key: tuple[str, int, int]) -> int:
+    return display_rotation(key[0])
+
+
 def choose_decoder(path: str | os.PathLike) -> str:
     """"pyav" for a long file whose container index shows constant frame spacing, else "decord"."""
+    path = os.fspath(path)
+    key = _file_key(path)
+    return _cached_decoder(key, LONG_VIDEO_FRAMES) if key else _choose_decoder(path, LONG_VIDEO_FRAMES)
+
+
+def _choose_decoder(path: str, long_frames: int) -> str:
     try:
-        with av.open(os.fspath(path)) as container:
+        with av.open(path) as container:
             if not container.streams.video:
                 return "decord"
             stream = container.streams.video[0]
-            if stream.frames <= LONG_VIDEO_FRAMES or not stream.average_rate:
+            if stream.frames <= long_frames or not stream.average_rate:
                 return "decord"
             entries = stream.index_entries  # mp4/mov: every sample, read from the moov box, no packet I/O
             if len(entries) != stream.frames:
@@ -93,7 +120,8 @@ def iter_frames(
     """
     path = os.fspath(path)
     if rotation is None:
-        rotation = display_rotation(path)
+        key = _file_key(path)
+        rotation = _cached_rotation(key) if key else display_rotation(path)
     if decoder == "auto":
         decoder = choose_decoder(path)
     if decoder == "decord":
