@@ -166,10 +166,11 @@ def test_null_score_is_standardised():
     assert max(scores) < watermark.SCORE_MIN
 
 
-@pytest.mark.parametrize("name", ["lossless_mp4", "marked_mp4"])
-def test_marked_clip_is_detected_with_payload(clip, aligner, name):
-    report = verify.verify(str(clip[name]), aligner=aligner)
-    assert report["frames_checked"] == 100
+@pytest.mark.parametrize(("name", "max_frames"), [("lossless_mp4", 48), ("marked_mp4", 128)])
+def test_marked_clip_is_detected_with_payload(clip, aligner, name, max_frames):
+    """CRF 18: all 100 frames; lossless: 3 runs of 16 frames, as verify samples a long film."""
+    report = verify.verify(str(clip[name]), max_frames=max_frames, aligner=aligner)
+    assert report["frames_checked"] == min(100, max_frames)
     assert report["marked"] and report["by"] == ["watermark"], report
     assert report["payload"] == FINGERPRINT[:6]
     assert report["score"] > watermark.SCORE_MIN  # measured ~45 on CRF 18
