@@ -64,7 +64,28 @@ class _Packets:
     keyframe: np.ndarray  # (N,) bool
 
 
+# The packet table of the last few files demuxed, keyed by (path, size, mtime): planning calls
+# probe() and then keyframes() on the same film, and each pass over the packets of a 3-hour
+# film takes ~5 s. One pass serves both.
+_PACKETS: dict[tuple[str, int, int], _Packets] = {}
+_PACKETS_KEPT = 4
+
+
 def _video_packets(path: str, container: av.container.InputContainer) -> _Packets:
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return _demux_video_packets(path, container)
+    if key not in _PACKETS:
+        packets = _demux_video_packets(path, container)
+        while len(_PACKETS) >= _PACKETS_KEPT:
+            _PACKETS.pop(next(iter(_PACKETS)))
+        _PACKETS[key] = packets
+    return _PACKETS[key]
+
+
+def _demux_video_packets(path: str, container: av.container.InputContainer) -> _Packets:
     stream = container.streams.video[0]
     pts, keys = [], []
     fallback = 0
