@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", "tell whether a video is marked as synthetic (exit 0 marked, 3 not marked)")
     p.add_argument("file", metavar="FILE", help="video file, local path or s3:// URI")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--max-frames", type=int, default=48, metavar="N", help="frames sampled for the watermark")
+    p.add_argument("--max-frames", type=int, default=128, metavar="N",
+                   help="frames checked for the watermark (all of a short clip; runs of 16 spread over a film)")
 
     p = add("samples", "write the bundled sample clips (public-domain faces, barcodes, audio)")
     p.add_argument("dir", metavar="DIR", help="output folder")
