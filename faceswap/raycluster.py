@@ -28,11 +28,9 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    env_vars = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                           "AWS_REGION", "FACESWAP_CACHE") if k in os.environ}
     # Workers started by a local Ray inherit the driver's environment; on a remote
     # cluster the store's endpoint and credentials must travel with the job.
-    runtime_env = {"env_vars": env_vars} if env_vars else None
+    runtime_env = stage_runtime_env()
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -43,6 +41,20 @@ def ensure_ray(address: str | None = None) -> None:
     except ConnectionError as exc:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
     _quiet_ray_data()
+
+
+STORE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
+
+
+def stage_runtime_env() -> dict | None:
+    """The driver's object-store settings for a stage's workers.
+
+    They may have been set after Ray started (a test, a notebook), and then the
+    workers would not inherit them. Ray keeps runtime envs out of worker logs.
+    """
+    env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ}
+    return {"env_vars": env} if env else None
 
 
 def _quiet_ray_data() -> None:

@@ -288,7 +288,7 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
     """Convert ``cfg.video`` and assemble ``cfg.out``; returns the summary."""
     import ray
 
-    from faceswap.raycluster import cpu_stage_resources
+    from faceswap.raycluster import cpu_stage_resources, stage_runtime_env
 
     t0 = time.monotonic()
     out_store, _ = split_uri(cfg.out)
@@ -309,7 +309,7 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
         ds = ds.map_batches(
             ConvertShard, fn_constructor_args=(json.dumps(plan),), batch_size=1,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(plan["workers"], len(todo)))),
-            num_cpus=ACTOR_CPUS, resources=cpu_stage_resources(),
+            num_cpus=ACTOR_CPUS, resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
         )  # Ray Data restarts lost actors and retries their shard; segments are idempotent.
         for row in ds.iter_rows():
             rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})

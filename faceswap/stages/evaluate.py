@@ -261,7 +261,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     import ray
 
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray
+    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
     from faceswap.video.shards import plan_video_shards, source_id
 
     if not cfg.target:
@@ -303,7 +303,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         num_cpus=ACTOR_CPUS,
         # Named remote parameters only: ray_remote_args is deprecated in Ray 2.60. Ray Data
         # restarts a lost actor and retries its shard on its own; records are idempotent.
-        resources=cpu_stage_resources(),
+        resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
     )
     records = [json.loads(row["record"]) for row in ds.iter_rows()]
     if len(records) != len(frames):

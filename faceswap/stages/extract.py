@@ -283,15 +283,6 @@ class ExtractShard:
 
 # -- the driver ---------------------------------------------------------------------------
 
-def _store_env() -> dict | None:
-    """The object-store settings of this process, for the actors: they may have been set after
-    Ray started (a test, a notebook), and then workers would not inherit them."""
-    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-             "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
-    env = {k: os.environ[k] for k in names if k in os.environ}
-    return {"env_vars": env} if env else None
-
-
 def _existing_faces(store: Store, shard_id: str) -> int:
     import pyarrow.parquet as pq
 
@@ -304,7 +295,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
     from faceswap.faces.backend import make_backend
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray
+    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
 
     t0 = time.perf_counter()
     # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
@@ -341,7 +332,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
                                                    max_tasks_in_flight_per_actor=1),
                 num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
                 resources=cpu_stage_resources() or None,
-                runtime_env=_store_env())
+                runtime_env=stage_runtime_env())
             rows = ds.take_all()
         finally:
             ctx.enable_progress_bars = bars

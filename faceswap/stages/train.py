@@ -170,11 +170,6 @@ def _storage(uri: str):
     return uri[len("s3://"):], pafs.S3FileSystem(**kwargs)
 
 
-def _store_env() -> dict[str, str]:
-    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
-    return {k: os.environ[k] for k in names if k in os.environ}
-
-
 # -- rank-0 outputs ----------------------------------------------------------------------------
 
 class Outputs:
@@ -380,7 +375,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources
+    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources, stage_runtime_env
 
     mcfg, total, batch, lr = resolve(cfg)
     out = Store(cfg.out)
@@ -425,7 +420,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             # The store's endpoint and credentials reach the workers even when Ray was started before
             # they were set (never logged: Ray keeps runtime_env out of worker output).
-            worker_runtime_env={"env_vars": _store_env()} if out.remote else None),
+            worker_runtime_env=stage_runtime_env() if out.remote else None),
     )
     t0 = time.perf_counter()
     try:

@@ -1,0 +1,194 @@
+"""Convert and assemble: frame-exact films, untouched pixels outside the faces, sound in sync, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from faceswap.config import ConvertConfig, ExtractConfig, TrainConfig
+from faceswap.samples import read_barcode
+
+
+def decode_all(path: str) -> list[np.ndarray]:
+    import av
+
+    with av.open(path) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, samples_dir, tmp_path_factory):
+    """A face set of the bystander clip (A only, by identity) and a tiny lite model."""
+    from faceswap.stages.extract import run_extract
+    from faceswap.stages.train import run_train
+
+    root = tmp_path_factory.mktemp("convert")
+    video = os.path.join(samples_dir, "a_bystander_small.mp4")
+    faces_a, faces_b, model = (str(root / n) for n in ("faces_a", "faces_b", "model"))
+    run_extract(ExtractConfig(inputs=[video], out=faces_a, identity=[os.path.join(samples_dir, "refs/a.png")]),
+                progress=False)
+    run_extract(ExtractConfig(inputs=[os.path.join(samples_dir, "b_small.mp4")], out=faces_b), progress=False)
+    run_train(TrainConfig(a=faces_a, b=faces_b, out=model, steps=4, batch_size=4, checkpoint_every=4,
+                          preview_every=4), progress=False)
+    return {"video": video, "faces": faces_a, "model": model, "root": root}
+
+
+def face_free_mask(faces_uri: str, frames: int, shape_hw) -> np.ndarray:
+    """Per frame, True where no kept face's hull (plus a margin) lies: pixels that must not change."""
+    from faceswap.faces.masks import erode, hull_mask
+    from faceswap.storage import Store
+
+    store = Store(faces_uri)
+    keep = np.ones((frames, *shape_hw), bool)
+    for key in store.list("alignments", suffix=".parquet"):
+        for row in store.read_parquet(key).to_pylist():
+            hull = hull_mask(np.asarray(row["landmarks"]).reshape(68, 2), shape_hw)
+            keep[row["frame"]] &= erode(hull, -4) == 0
+    return keep
+
+
+def test_lossless_film_is_frame_exact_with_sound(trained, tmp_path):
+    from faceswap.stages.convert import run_convert
+    from faceswap.video.probe import probe
+
+    out = str(tmp_path / "swapped.mp4")
+    summary = run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"],
+                                        out=out, lossless=True, shard_frames=30), progress=False)
+    src, dst = probe(trained["video"]), probe(out)
+    assert dst.frames == src.frames == 100
+    assert summary["segments"] >= 3 and summary["swapped_frames"] >= 99
+    assert abs(dst.audio_duration_s - src.audio_duration_s) <= 1 / src.fps
+    assert abs(dst.duration_s - src.duration_s) <= 1 / src.fps
+
+    original, swapped = decode_all(trained["video"]), decode_all(out)
+    assert [read_barcode(f) for f in swapped] == list(range(100))
+    untouched = face_free_mask(trained["faces"], 100, original[0].shape[:2])
+    for i in range(100):
+        same = (original[i] == swapped[i]).all(axis=2)
+        assert same[untouched[i]].all(), f"frame {i}: pixels outside the swapped face changed"
+        assert not same.all(), f"frame {i}: the face was not swapped"
+
+
+def test_bystander_is_never_touched(trained, tmp_path):
+    """The face set holds only A (identity filter): the bystander's pixels stay as decoded."""
+    from faceswap.stages.convert import run_convert
+    from faceswap.storage import Store
+
+    out = str(tmp_path / "swapped.mp4")
+    run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=out,
+                              lossless=True), progress=False)
+    boxes = [r["bbox"] for k in Store(trained["faces"]).list("alignments", suffix=".parquet")
+             for r in Store(trained["faces"]).read_parquet(k).to_pylist()]
+    centre_x = np.mean([(b[0] + b[2]) / 2 for b in boxes])
+    original, swapped = decode_all(trained["video"]), decode_all(out)
+    width = original[0].shape[1]
+    # A is on the left, the bystander on the right half of the frame.
+    assert centre_x < width / 2
+    for a, b in zip(original, swapped):
+        assert (a[:, width // 2 + 20:] == b[:, width // 2 + 20:]).all()
+
+
+def test_rerun_reuses_segments_and_assemble_alone(trained, tmp_path):
+    from faceswap.stages.convert import run_assemble, run_convert
+
+    out = str(tmp_path / "film.mp4")
+    cfg = ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=out,
+                        lossless=True, shard_frames=50)
+    first = run_convert(cfg, progress=False)
+    second = run_convert(cfg, progress=False)
+    assert first["segments_reused"] == 0 and second["segments_reused"] == second["segments"]
+    again = str(tmp_path / "again.mp4")
+    run_assemble(out + ".work", again)
+    assert all((a == b).all() for a, b in zip(decode_all(out), decode_all(again)))
+
+
+def test_killed_run_resumes_to_the_same_film(trained, tmp_path):
+    out = str(tmp_path / "killed.mp4")
+    args = [sys.executable, "-m", "faceswap.cli", "convert", trained["video"], "--faces", trained["faces"],
+            "--model", trained["model"], "--out", out, "--lossless", "--shard-frames", "20", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    seg_dir = out + ".work"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        segs = [f for _, _, files in os.walk(seg_dir) for f in files if f.endswith(".mkv")]
+        if segs or proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(out), "a killed run must not leave a film behind"
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "segments reused" in rerun.stdout
+    reused = int(rerun.stdout.split("segments reused")[1].split()[0])
+    assert reused >= 1
+
+    clean = str(tmp_path / "clean.mp4")
+    subprocess.run([*args[:10], clean, *args[11:]], check=True, capture_output=True, timeout=900)
+    got, want = decode_all(out), decode_all(clean)
+    assert len(got) == len(want) == 100
+    assert all((a == b).all() for a, b in zip(got, want))
+
+
+def test_convert_on_s3(trained, s3_store, tmp_path):
+    """Inputs, model and output all through s3:// on SeaweedFS."""
+    from faceswap.stages.convert import run_convert
+    from faceswap.storage import Store
+
+    def upload(local_root: str, prefix: str) -> str:
+        for dirpath, _, files in os.walk(local_root):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                s3_store.put_file(path, f"{prefix}/{os.path.relpath(path, local_root)}")
+        return s3_store.url(prefix)
+
+    s3_store.put_file(trained["video"], "in/a_bystander_small.mp4")
+    video = s3_store.url("in/a_bystander_small.mp4")
+    faces = upload(trained["faces"], "faces")
+    model_dir = os.path.join(trained["model"], "model")
+    s3_store.put_file(os.path.join(model_dir, "model.pt"), "model/model/model.pt")
+    s3_store.put_file(os.path.join(model_dir, "config.json"), "model/model/config.json")
+    out = s3_store.url("out/swapped.mp4")
+    run_convert(ConvertConfig(video=video, faces=faces, model=s3_store.url("model"), out=out, lossless=True),
+                progress=False)
+    assert Store(s3_store.uri).exists("out/swapped.mp4")
+    local = s3_store.get_file("out/swapped.mp4", str(tmp_path / "back.mp4"))
+    frames = decode_all(local)
+    assert [read_barcode(f) for f in frames] == list(range(100))
+    reference = str(tmp_path / "local.mp4")
+    run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=reference,
+                              lossless=True), progress=False)
+    assert all((a == b).all() for a, b in zip(frames, decode_all(reference)))
+
+
+def test_output_carries_provenance_metadata_and_label(trained, tmp_path):
+    from faceswap.provenance.metadata import is_marked_by_metadata, read_tags
+    from faceswap.stages.convert import run_convert
+
+    out = str(tmp_path / "labelled.mp4")
+    frames_out = str(tmp_path / "frames")
+    summary = run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"],
+                                        out=out, label="AI-GENERATED", frames_out=frames_out), progress=False)
+    tags = read_tags(out)
+    assert is_marked_by_metadata(tags) and tags.get("faceswap_model") == summary["model_fingerprint"]
+    pngs = sorted(os.listdir(os.path.join(frames_out, "frames")))
+    assert pngs[0] == "00000000.png" and len(pngs) == 100
+
+
+def test_bad_model_is_exit_2(trained, run_cli, tmp_path):
+    bad = tmp_path / "bad_model" / "model"
+    bad.mkdir(parents=True)
+    (bad / "config.json").write_text(open(os.path.join(trained["model"], "model", "config.json")).read())
+    (bad / "model.pt").write_bytes(b"not a weights file")
+    out = tmp_path / "o.mp4"
+    proc = run_cli("convert", trained["video"], "--faces", trained["faces"], "--model", tmp_path / "bad_model",
+                   "--out", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "model.pt" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
