@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -39,7 +40,8 @@ def process_role(proc, driver_pid: int) -> str:
     cmd = proc.cmdline()
     title = cmd[0] if cmd else proc.name()
     if title.startswith("ray::"):
-        return title.split(" ")[0][:60]  # e.g. ray::MapWorker(MapBatches(ExtractShard)), ray::IDLE
+        # e.g. ray::MapWorker(MapBatches(ExtractShard)), ray::IDLE; the method being run is dropped
+        return re.sub(r"\.[A-Za-z_]\w*$", "", title.split(" ")[0])[:60]
     return os.path.basename(title.split(" ")[0]) or proc.name()
 
 
@@ -69,6 +71,27 @@ class MemorySampler:
         self._csv = open(csv_path, "w", newline="", buffering=1) if csv_path else None
         if self._csv:
             self._csv.write("t_s,phase,pid,role,rss_mb\n")
+
+    @classmethod
+    def from_csv(cls, path: str) -> MemorySampler:
+        """The rows and phases of a CSV written by a run (finished or stopped early), for reporting."""
+        self = cls.__new__(cls)
+        self.rows, self.marks = [], []
+        with open(path) as f:
+            next(f)
+            for line in f:
+                parts = line.rstrip("\n").split(",")
+                if len(parts) != 5:
+                    continue  # a line cut short by a stopped run
+                t, phase, pid, role, rss_mb = parts
+                self.rows.append((float(t), phase, int(pid), re.sub(r"\.[A-Za-z_]\w*$", "", role),
+                                  int(float(rss_mb) * MB)))
+        for t, phase, *_ in self.rows:
+            if not self.marks or self.marks[-1][0] != phase:
+                self.marks.append((phase, t, t))
+            else:
+                self.marks[-1] = (phase, self.marks[-1][1], t)
+        return self
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -281,7 +304,14 @@ def main() -> int:
     ap.add_argument("--barcodes", type=int, default=1000, help="output frames checked by barcode")
     ap.add_argument("--interval-s", type=float, default=2.0, help="memory sampling period")
     ap.add_argument("--no-watermark", action="store_true")
+    ap.add_argument("--report", metavar="CSV", help="only summarise and plot a memory CSV of an earlier run")
     args = ap.parse_args()
+
+    if args.report:
+        sampler = MemorySampler.from_csv(args.report)
+        plot_memory(sampler, args.report.rsplit(".", 1)[0] + ".png", f"{args.report} ({len(sampler.rows)} rows)")
+        print(json.dumps(memory_report(sampler), indent=1))
+        return 0
 
     import ray
 
