@@ -72,10 +72,55 @@ def split_uri(uri: str) -> tuple["Store", str]:
     return Store(parent or "/"), name
 
 
+# Not sent in a Ray runtime_env: Ray's runtime-env agent writes runtime envs, env_vars included, to its log.
+SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def _secrets_key() -> bytes:
+    import ray
+
+    return f"faceswap:s3-secrets:{ray.get_runtime_context().get_job_id()}".encode()
+
+
+def share_secrets() -> bool:
+    """Driver: hand the S3 secret key and session token to this job's Ray workers through Ray's
+    internal key-value store (never logged). False when they could not be shared."""
+    values = {k: os.environ[k] for k in SECRET_VARS if k in os.environ}
+    if not values:
+        return True
+    try:
+        import ray
+        from ray.experimental import internal_kv
+
+        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
+            return False
+        internal_kv._internal_kv_put(_secrets_key(), json.dumps(values).encode(), overwrite=True)
+        return True
+    except Exception:  # noqa: BLE001 - e.g. a Ray Client driver: the caller falls back to the runtime env
+        return False
+
+
+def _fetch_shared_secrets() -> None:
+    """Worker: take the secrets its driver shared, when its environment lacks them."""
+    try:
+        import ray
+        from ray.experimental import internal_kv
+
+        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
+            return
+        data = internal_kv._internal_kv_get(_secrets_key())
+    except Exception:  # noqa: BLE001 - no Ray here: the environment is all there is
+        return
+    for k, v in (json.loads(data) if data else {}).items():
+        os.environ.setdefault(k, v)
+
+
 def _s3_filesystem():
     import s3fs
     from botocore.config import Config
 
+    if "AWS_SECRET_ACCESS_KEY" not in os.environ:
+        _fetch_shared_secrets()
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     key = (endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
            os.environ.get("AWS_REGION"), os.getpid())
