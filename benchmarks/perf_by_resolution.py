@@ -1,0 +1,136 @@
+"""Per-core extract and convert rates at 480p, 720p and 1080p, and 1-vs-2-worker efficiency.
+
+    python benchmarks/perf_by_resolution.py [--seconds 8] [--out DIR] [--sizes 480p,720p,1080p]
+
+Per size, on a write_long_clip film (moving face A, 25 fps), with the stages' default settings:
+  per-core     the stage's own callable in this process, one core, no Ray: ExtractShard.process
+               and ConvertShard.convert over the whole clip as one shard (model loaded beforehand)
+  pipeline     run_extract / run_convert with 1 and then 2 actors over 4 shards: wall frames/s
+               (extract: the whole run; convert: convert_seconds, i.e. without assembly)
+  efficiency   pipeline(2) / (2 x pipeline(1))
+The lite model comes from benchmarks/scale.py's helper (trained a few steps on the samples).
+Writes <out>/resolution.json; RESULTS.md's scaling model is computed from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from scale import lite_model, load_average  # noqa: E402
+
+SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def per_core_extract(clip: str, out: str, frames: int) -> float:
+    from faceswap.config import ExtractConfig
+    from faceswap.stages.extract import ExtractShard
+
+    shutil.rmtree(out, ignore_errors=True)
+    worker = ExtractShard(dataclasses.asdict(ExtractConfig(inputs=[clip], out=out)))
+    shard = {"id": "clip-00000", "kind": "video", "source": "clip", "uri": clip, "start": 0, "stop": frames,
+             "files": []}
+    t = time.perf_counter()
+    row = worker.process(shard)
+    seconds = time.perf_counter() - t
+    if row["status"] != "ok":
+        raise RuntimeError(row["error"])
+    return frames / seconds
+
+
+def per_core_convert(clip: str, faces: str, model: str, out: str, frames: int) -> float:
+    from faceswap.config import ConvertConfig
+    from faceswap.stages.convert import ConvertShard, make_plan
+
+    cfg = ConvertConfig(video=clip, faces=faces, model=model, out=os.path.join(out, "percore.mp4"),
+                        work=os.path.join(out, "percore.work"), workers=1, shard_frames=frames)
+    plan = make_plan(cfg)
+    worker = ConvertShard(json.dumps(plan))
+    t = time.perf_counter()
+    worker.convert(plan["shards"][0]["id"], 0, frames)
+    return frames / (time.perf_counter() - t)
+
+
+def pipeline_extract(clip: str, out: str, workers: int, shard_frames: int) -> dict:
+    from faceswap.config import ExtractConfig
+    from faceswap.stages.extract import run_extract
+
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    s = run_extract(ExtractConfig(inputs=[clip], out=out, workers=workers, shard_frames=shard_frames),
+                    progress=False)
+    wall = time.perf_counter() - t
+    return {"frames_per_s": round(s["frames"] / wall, 2), "wall_s": round(wall, 2), "shards": s["shards"],
+            "in_actor_frames_per_s": round(s["frames"] / max(s["busy_s"], 1e-9), 2)}
+
+
+def pipeline_convert(clip: str, faces: str, model: str, out: str, workers: int, shard_frames: int) -> dict:
+    from faceswap.config import ConvertConfig
+    from faceswap.stages.convert import run_convert
+
+    name = f"w{workers}"
+    shutil.rmtree(os.path.join(out, f"{name}.work"), ignore_errors=True)
+    s = run_convert(ConvertConfig(video=clip, faces=faces, model=model, out=os.path.join(out, f"{name}.mp4"),
+                                  work=os.path.join(out, f"{name}.work"), workers=workers, shard_frames=shard_frames),
+                    progress=False)
+    return {"frames_per_s": s["frames_per_s"], "convert_s": s["convert_seconds"], "segments": s["segments"],
+            "assemble_s": round(s["seconds"] - s["convert_seconds"], 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=8.0, help="clip length per size (25 fps)")
+    ap.add_argument("--out", default="/tmp/faceswap-resolution")
+    ap.add_argument("--model-dir", default="/tmp/faceswap-scale", help="where scale.py keeps (or makes) the lite model")
+    ap.add_argument("--sizes", default="480p,720p,1080p")
+    args = ap.parse_args()
+
+    import ray
+
+    from faceswap.samples import write_long_clip
+    from faceswap.video.probe import probe
+
+    os.makedirs(args.out, exist_ok=True)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    model = lite_model(args.model_dir, 10)
+    result = {"cpus": os.cpu_count(), "seconds": args.seconds, "load_average_start": load_average(), "sizes": {}}
+    path = os.path.join(args.out, "resolution.json")
+    for size in args.sizes.split(","):
+        width, height = SIZES[size]
+        work = os.path.join(args.out, size)
+        os.makedirs(work, exist_ok=True)
+        clip = os.path.join(work, f"clip_{size}.mp4")
+        if not os.path.exists(clip):
+            write_long_clip(clip, args.seconds, width=width, height=height)
+        frames = probe(clip).frames
+        shard = -(-frames // 4)
+        r = {"width": width, "height": height, "frames": frames, "load_average_before": load_average()}
+        r["extract_per_core_fps"] = round(per_core_extract(clip, os.path.join(work, "faces_percore"), frames), 2)
+        r["extract_w1"] = pipeline_extract(clip, os.path.join(work, "faces_w1"), 1, shard)
+        r["extract_w2"] = pipeline_extract(clip, os.path.join(work, "faces_w2"), 2, shard)
+        faces = os.path.join(work, "faces_w1")
+        r["convert_per_core_fps"] = round(per_core_convert(clip, faces, model, work, frames), 2)
+        r["convert_w1"] = pipeline_convert(clip, faces, model, work, 1, shard)
+        r["convert_w2"] = pipeline_convert(clip, faces, model, work, 2, shard)
+        for stage in ("extract", "convert"):
+            one, two = r[f"{stage}_w1"]["frames_per_s"], r[f"{stage}_w2"]["frames_per_s"]
+            r[f"{stage}_efficiency_2w"] = round(two / (2 * one), 3) if one else None
+        r["load_average_after"] = load_average()
+        result["sizes"][size] = r
+        print(size, json.dumps(r), flush=True)
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+    ray.shutdown()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
