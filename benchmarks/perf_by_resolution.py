@@ -9,7 +9,8 @@ Per size, on a write_long_clip film (moving face A, 25 fps), with the stages' de
                (extract: the whole run; convert: convert_seconds, i.e. without assembly)
   efficiency   pipeline(2) / (2 x pipeline(1))
 The lite model comes from benchmarks/scale.py's helper (trained a few steps on the samples).
-Writes <out>/resolution.json; RESULTS.md's scaling model is computed from it.
+Writes <out>/resolution.json. `--predict <out>/resolution.json` prints RESULTS.md's scaling
+model from it (the assumptions are flags, with their defaults stated in RESULTS.md).
 """
 
 from __future__ import annotations
@@ -83,13 +84,73 @@ def pipeline_convert(clip: str, faces: str, model: str, out: str, workers: int, 
             "assemble_s": round(s["seconds"] - s["convert_seconds"], 2)}
 
 
+def stage_time_s(frames: int, cores: int, rate_fps: float, efficiency: float, actor_cpus: float,
+                 startup_s: float, shard_overhead_s: float) -> dict:
+    """Wall time of one stage on `cores`, with the planner's own shard count and the actor pool's size.
+
+    actors = default_workers(cores, actor_cpus); shards from target_shard_frames(frames, 0, actors);
+    the shards run in waves of `actors`; an actor holds min(1, cores / actors) of a core at
+    `rate_fps * efficiency` frames/s per core, and pays `shard_overhead_s` per shard.
+    """
+    from faceswap.video.shards import target_shard_frames
+
+    actors = max(1, int((cores - 0.5) // actor_cpus))
+    shard = target_shard_frames(frames, 0, actors)
+    shards = max(1, round(frames / shard))
+    waves = -(-shards // actors)
+    actor_fps = rate_fps * efficiency * min(1.0, cores / actors)
+    seconds = startup_s + waves * (shard / actor_fps + shard_overhead_s)
+    return {"actors": actors, "shard_frames": shard, "shards": shards, "waves": waves, "seconds": round(seconds, 1)}
+
+
+def predict(rates: dict, efficiency: dict, frames: int, cores: list[int], startup_s: float, shard_overhead_s: float,
+            plan_s: float, transfer_s: float, assemble_s: float) -> list[dict]:
+    """Predicted wall time of extract + convert (+ planning, film transfer, assembly) per cluster size."""
+    from faceswap.stages.convert import ACTOR_CPUS as CONVERT_CPUS
+    from faceswap.stages.extract import ACTOR_CPUS as EXTRACT_CPUS
+
+    rows = []
+    for n in cores:
+        ext = stage_time_s(frames, n, rates["extract"], efficiency["extract"], EXTRACT_CPUS, startup_s,
+                           shard_overhead_s)
+        conv = stage_time_s(frames, n, rates["convert"], efficiency["convert"], CONVERT_CPUS, startup_s,
+                            shard_overhead_s)
+        fixed = 2 * (plan_s + transfer_s) + assemble_s  # each stage plans and fetches the film once
+        rows.append({"cores": n, "extract": ext, "convert": conv,
+                     "total_s": round(ext["seconds"] + conv["seconds"] + fixed, 1)})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=8.0, help="clip length per size (25 fps)")
     ap.add_argument("--out", default="/tmp/faceswap-resolution")
     ap.add_argument("--model-dir", default="/tmp/faceswap-scale", help="where scale.py keeps (or makes) the lite model")
     ap.add_argument("--sizes", default="480p,720p,1080p")
+    ap.add_argument("--predict", metavar="JSON", help="only print the scaling model from a resolution.json")
+    ap.add_argument("--size", default="1080p", help="--predict: which size's per-core rates")
+    ap.add_argument("--efficiency", default="", help="--predict: extract,convert parallel efficiency")
+    ap.add_argument("--film-frames", type=int, default=172_800, help="--predict: 2 hours at 24 fps")
+    ap.add_argument("--startup-s", type=float, default=15.0, help="--predict: actor pool start per stage")
+    ap.add_argument("--shard-overhead-s", type=float, default=0.5, help="--predict: open, seek, write per shard")
+    ap.add_argument("--plan-s", type=float, default=3.0, help="--predict: probe + keyframes + plan")
+    ap.add_argument("--transfer-s", type=float, default=10.0, help="--predict: film to each node (parallel)")
+    ap.add_argument("--assemble-s", type=float, default=30.0, help="--predict: concat + audio + upload")
     args = ap.parse_args()
+
+    if args.predict:
+        with open(args.predict) as f:
+            measured = json.load(f)["sizes"][args.size]
+        rates = {"extract": measured["extract_per_core_fps"], "convert": measured["convert_per_core_fps"]}
+        e = [float(x) for x in args.efficiency.split(",")] if args.efficiency else \
+            [measured["extract_efficiency_2w"], measured["convert_efficiency_2w"]]
+        rows = predict(rates, {"extract": e[0], "convert": e[1]}, args.film_frames, [16, 64, 256], args.startup_s,
+                       args.shard_overhead_s, args.plan_s, args.transfer_s, args.assemble_s)
+        print(json.dumps({"size": args.size, "rates": rates, "efficiency": e, "film_frames": args.film_frames,
+                          "startup_s": args.startup_s, "shard_overhead_s": args.shard_overhead_s,
+                          "plan_s": args.plan_s, "transfer_s": args.transfer_s, "assemble_s": args.assemble_s,
+                          "rows": rows}, indent=1))
+        return 0
 
     import ray
 
@@ -97,7 +158,8 @@ def main() -> int:
     from faceswap.video.probe import probe
 
     os.makedirs(args.out, exist_ok=True)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     model = lite_model(args.model_dir, 10)
     result = {"cpus": os.cpu_count(), "seconds": args.seconds, "load_average_start": load_average(), "sizes": {}}

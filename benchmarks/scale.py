@@ -340,7 +340,7 @@ def main() -> int:
     result["planning"] = time_planning(film, args.workers)
     say(f"planning {result['planning']}")
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     tag = f"{args.minutes:g}m_w{args.workers}"
     sampler = MemorySampler(args.interval_s, os.path.join(args.out, f"memory_{tag}.csv")).start()
