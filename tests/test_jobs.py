@@ -292,3 +292,25 @@ def test_stages_are_placed_on_their_node_kinds(three_node_cluster):
     assert ray.get(where.options(num_cpus=1, num_gpus=1, resources=gpu_stage_resources()).remote()) == nodes["gpu"]
     # Training on CPU, and every other CPU stage task, asks for cpu_node.
     assert ray.get(where.options(num_cpus=1, resources=cpu_stage_resources()).remote()) == nodes["cpu"]
+
+
+@pytest.mark.timeout(900)
+def test_real_stages_run_on_cpu_nodes(three_node_cluster, samples_dir, tmp_path):
+    """The stages themselves (not stand-ins) on the 3-node cluster: every shard and the training
+    worker ran on the cpu_node node; nothing landed on the head or the "GPU" node."""
+    from faceswap.config import ConvertConfig, ExtractConfig, TrainConfig
+    from faceswap.stages.convert import run_convert
+    from faceswap.stages.extract import run_extract
+    from faceswap.stages.train import run_train
+
+    cpu = [three_node_cluster["cpu"]]
+    s = lambda name: os.path.join(samples_dir, name)  # noqa: E731
+    faces_a, faces_b, model = (str(tmp_path / n) for n in ("faces_a", "faces_b", "model"))
+    assert run_extract(ExtractConfig(inputs=[s("a_small.mp4")], out=faces_a), progress=False)["nodes"] == cpu
+    assert run_extract(ExtractConfig(inputs=[s("refs/b.png")], out=faces_b), progress=False)["nodes"] == cpu
+    trained = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, steps=2, batch_size=2, checkpoint_every=2,
+                                    preview_every=2), progress=False)
+    assert trained["nodes"] == cpu
+    converted = run_convert(ConvertConfig(video=s("a_small.mp4"), faces=faces_a, model=model,
+                                          out=str(tmp_path / "out.mp4")), progress=False)
+    assert converted["nodes"] == cpu

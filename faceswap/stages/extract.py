@@ -192,9 +192,12 @@ class ExtractShard:
             status, error = "ok", ""
         except Exception as exc:  # noqa: BLE001 - becomes this shard's status row, never dropped
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        import ray
+
         return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
                 "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
-                "status": status, "error": error, "seconds": time.perf_counter() - t0}
+                "status": status, "error": error, "seconds": time.perf_counter() - t0,
+                "node": ray.get_runtime_context().get_node_id()}
 
     def _tracker(self):
         from faceswap.faces.tracker import FaceTracker
@@ -382,6 +385,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         "seconds": round(seconds, 3), "frames_per_s": round(new_frames / seconds, 2) if seconds else 0.0,
         "faces_per_s": round(new_faces / seconds, 2) if seconds else 0.0, "workers": workers,
         "busy_s": round(sum(r["seconds"] for r in rows), 3),  # shard work inside the actors, summed
+        "nodes": sorted({str(r["node"]) for r in rows}),
         "per_source": dict(per_source),
     }
     if not failed:

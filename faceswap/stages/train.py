@@ -229,7 +229,8 @@ def _say(line: str) -> None:
 def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
     records, _ = load_records(uri)
     records = sorted(records, key=lambda r: r.crop)
-    pick = [records[int(i)] for i in np.linspace(0, len(records) - 1, min(PREVIEW_FACES, len(records)))]
+    # Always PREVIEW_FACES columns (repeating faces of a small set), so A's and B's rows line up.
+    pick = [records[int(round(i))] for i in np.linspace(0, len(records) - 1, PREVIEW_FACES)]
     store = Store(uri)
     imgs = np.stack([decode_sample(store, r, size)[0] for r in pick])
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255).to(device)      # (k, 3, S, S)
@@ -247,6 +248,9 @@ def train_loop(config: dict) -> None:
     _, total, batch, base_lr = resolve(cfg)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    nodes = [ray.get_runtime_context().get_node_id()] * world  # where the workers run, for the summary
+    if world > 1:
+        torch.distributed.all_gather_object(nodes, nodes[0])
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
     out = Store(cfg.out)
@@ -340,6 +344,7 @@ def train_loop(config: dict) -> None:
         if rank == 0:
             outputs.preview(raw, preview_a, preview_b, step)
             summary = {"preset": mcfg.preset, "steps": step, "start_step": start_step, "resumed_from": source,
+                       "nodes": sorted(set(nodes)),
                        "batch_size": batch, "workers": world, "lr": base_lr,
                        "train_s": round(time.perf_counter() - t_start, 1),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
