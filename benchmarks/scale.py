@@ -340,7 +340,8 @@ def main() -> int:
     result["planning"] = time_planning(film, args.workers)
     say(f"planning {result['planning']}")
 
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     tag = f"{args.minutes:g}m_w{args.workers}"
     sampler = MemorySampler(args.interval_s, os.path.join(args.out, f"memory_{tag}.csv")).start()
@@ -398,7 +399,8 @@ def main() -> int:
                     f"{args.minutes:g}-minute 320x180 film, {args.workers} workers, "
                     f"{result['planning']['shards']} shards, {os.cpu_count()} CPUs shared (load {load_average()})")
         say(f"memory {json.dumps(result['memory'])}")
-    ok = result["barcodes"]["frame_count_ok"] and not result["barcodes"]["mismatches"] and result["barcodes"]["in_order"]
+    codes = result["barcodes"]
+    ok = codes["frame_count_ok"] and not codes["mismatches"] and codes["in_order"]
     print(json.dumps(result, default=str))
     return 0 if ok else 1
 
