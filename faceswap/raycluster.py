@@ -38,8 +38,9 @@ def ensure_ray(address: str | None = None) -> None:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
                      log_to_driver=True)
         else:
-            ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=True)
+            # "local": a new Ray of our own, never whatever cluster /tmp/ray/ray_current_cluster names.
+            ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
+                     logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
     share_secrets()

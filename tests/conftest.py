@@ -160,7 +160,7 @@ def ray_local():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
              runtime_env={"env_vars": {"FACESWAP_CACHE": os.environ.get("FACESWAP_CACHE", "")}}
              if os.environ.get("FACESWAP_CACHE") else None)
     yield ray

@@ -320,10 +320,8 @@ def test_node_lost_during_convert_is_frame_exact(cluster, clip, killed_extract, 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", [
     "registered",
-    pytest.param("persisted", marks=pytest.mark.xfail(
-        reason="a worker killed after its checkpoint is in the store but before Ray Train registers it "
-               "restarts from the checkpoint before (here step 0): train_loop only reads Ray's checkpoint "
-               "and the driver's start-time resume_key, not the newest complete one in the store")),
+    # killed after its checkpoint is in the store but before Ray Train registers it
+    "persisted",
 ])
 def test_training_worker_killed_resumes_from_its_checkpoint(cluster, tmp_path, kill_when):
     import json

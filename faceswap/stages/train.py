@@ -239,7 +239,7 @@ def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
 # -- the per-worker loop ---------------------------------------------------------------------------
 
 def train_loop(config: dict) -> None:
-    """Runs on every Ray Train worker. ``config``: train, model (dicts), resume_key, threads, progress."""
+    """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress."""
     import ray.train
     import ray.train.torch
 
@@ -259,7 +259,8 @@ def train_loop(config: dict) -> None:
     raw = FaceSwapModel(mcfg).to(device)
     opt = make_optimizer(raw, base_lr)
 
-    # Resume from whichever is newer: Ray's own (a retry inside this run) or what the driver found.
+    # Resume from whichever is newer: Ray's own (a retry inside this run) or the newest complete one in
+    # the store (also one a dead worker persisted before Ray Train registered it).
     start_step, source = 0, None
     candidates = []
     ray_ckpt = ray.train.get_checkpoint()
@@ -269,8 +270,9 @@ def train_loop(config: dict) -> None:
             if os.path.exists(path):
                 with open(path, "rb") as f:
                     candidates.append((f.read(), os.path.join(ray_ckpt.path, CKPT_FILE)))
-    if config["resume_key"] and out.exists(config["resume_key"]):   # gone once Ray kept newer ones
-        candidates.append((out.read_bytes(config["resume_key"]), out.url(config["resume_key"])))
+    stored = find_checkpoint(out)
+    if stored is not None:
+        candidates.append((stored[2], out.url(stored[0])))
     states = [(read_checkpoint(data, name, mcfg), name) for data, name in candidates]
     if states:
         state, source = max(states, key=lambda s: s[0]["step"])
@@ -415,7 +417,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
-                           "resume_key": resume_key, "threads": int(cpus), "progress": progress},
+                           "threads": int(cpus), "progress": progress},
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker=resources),
