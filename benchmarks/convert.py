@@ -60,7 +60,7 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
     t0 = time.perf_counter()
     with SegmentWriter(os.path.join(out_dir, "naive.mkv"), info.width, info.height, info.fps, threads=1) as w:
         for index, _, frame in iter_frames(video, 0, frames):
-            for landmarks, matrix, crop_size in records.get(index, ()):
+            for landmarks, matrix, crop_size, _ in records.get(index, ()):
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (swapper.size / crop_size)
                 face, _ = swapper.swap(warp_to_crop(frame, m, swapper.size)[None])
                 paste_face(frame, face[0], m, landmarks)

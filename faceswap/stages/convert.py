@@ -49,6 +49,7 @@ class ConvertShard:
     def __init__(self, plan_json: str):
         import torch
 
+        from faceswap.faces.backend import make_backend
         from faceswap.model.export import load_swapper
         from faceswap.provenance.watermark import Watermarker, payload_for
 
@@ -60,6 +61,9 @@ class ConvertShard:
         self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
         self.faces = Store(self.settings.faces)
         self.work = Store(plan["work"])
+        # The watermark is registered by the landmarks of the face as rendered (what verify will see),
+        # not of the face it replaced: the new face's features sit elsewhere.
+        self.landmarker = make_backend("dlib") if self.watermarker is not None else None
 
     def __call__(self, batch: dict) -> dict:
         import ray
@@ -118,15 +122,15 @@ class ConvertShard:
         if not frames:
             return 0, 0
         s, size = self.settings, self.swapper.size
-        jobs = []  # (frame position, landmarks, model-size matrix, original crop)
+        jobs = []  # (frame position, landmarks, model-size matrix, original crop, bbox)
         for pos, (index, frame) in enumerate(frames):
-            for landmarks, matrix, crop_size in records.get(index, ()):
+            for landmarks, matrix, crop_size, bbox in records.get(index, ()):
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (size / crop_size)
-                jobs.append((pos, landmarks, m, warp_to_crop(frame, m, size)))
+                jobs.append((pos, landmarks, m, warp_to_crop(frame, m, size), bbox))
         if jobs:
             generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
         swapped = set()
-        for k, (pos, landmarks, m, original) in enumerate(jobs):
+        for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
             crop_landmarks = transform_points(landmarks, m)
             face = match_color(generated[k], original, _crop_hull(crop_landmarks, size), s.color)
             face = sharpen(face, s.sharpen)
@@ -141,7 +145,8 @@ class ConvertShard:
                 (x0, y0, x1, y1), roi_mask = pasted
                 full_mask = np.zeros(frame.shape[:2], np.float32)
                 full_mask[y0:y1, x0:x1] = roi_mask
-                frames[pos] = (index, self.watermarker.embed_frame(frame, landmarks, full_mask, index))
+                rendered = self.landmarker.landmarks(frame, [bbox])[0][0]
+                frames[pos] = (index, self.watermarker.embed_frame(frame, rendered, full_mask, index))
         for pos, (index, frame) in enumerate(frames):
             if s.label:
                 from faceswap.provenance.label import draw_label
@@ -171,7 +176,7 @@ def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
 # -- records ---------------------------------------------------------------------------------------
 
 def load_records(faces: Store, faceset_shards: list[dict], source: str, start: int, stop: int) -> dict:
-    """frame -> [(landmarks (68,2), matrix (6,), crop size)] for the kept faces of [start, stop)."""
+    """frame -> [(landmarks (68,2), matrix (6,), crop size, bbox (4,))] for the kept faces of [start, stop)."""
     out: dict[int, list] = defaultdict(list)
     for entry in faceset_shards:
         if entry["source"] != source or entry["stop"] <= start or entry["start"] >= stop:
@@ -179,7 +184,7 @@ def load_records(faces: Store, faceset_shards: list[dict], source: str, start: i
         key = check_key(f"alignments/{entry['id']}.parquet")
         table = faces.read_parquet(key)
         cols = set(table.column_names)
-        missing = {"frame", "landmarks", "matrix", "size"} - cols
+        missing = {"frame", "landmarks", "matrix", "size", "bbox"} - cols
         if missing:
             raise InputError(f"{faces.url(key)}: alignment records lack {', '.join(sorted(missing))}")
         frames = table.column("frame").to_numpy()
@@ -187,11 +192,12 @@ def load_records(faces: Store, faceset_shards: list[dict], source: str, start: i
         if not len(keep):
             continue
         sub = table.take(keep)
-        for frame, landmarks, matrix, size in zip(sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(),
-                                                  sub.column("matrix").to_pylist(), sub.column("size").to_pylist()):
-            if landmarks is None or matrix is None or len(landmarks) != 136 or len(matrix) != 6:
+        for frame, landmarks, matrix, size, bbox in zip(
+                sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(), sub.column("matrix").to_pylist(),
+                sub.column("size").to_pylist(), sub.column("bbox").to_pylist()):
+            if landmarks is None or matrix is None or len(landmarks) != 136 or len(matrix) != 6 or len(bbox) != 4:
                 raise InputError(f"{faces.url(key)}: malformed record for frame {frame}")
-            out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size)))
+            out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size), bbox))
     return out
 
 
