@@ -56,7 +56,10 @@ class ConvertShard:
         plan = json.loads(plan_json)
         self.plan = plan
         self.settings = ConvertConfig(**plan["settings"])
-        torch.set_num_threads(1)  # one core per actor: the pool, not torch, scales across cores
+        import cv2
+
+        torch.set_num_threads(1)  # one core per actor: the pool, not torch or OpenCV, scales across cores
+        cv2.setNumThreads(1)
         self.swapper = load_swapper(self.settings.model)
         self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
         self.faces = Store(self.settings.faces)
@@ -329,6 +332,7 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
         "segments_reused": reused, "segments_failed": [r["shard"] for r in failed],
         "swapped_frames": int(sum(r["swapped_frames"] for r in rows)), "faces": int(sum(r["faces"] for r in rows)),
         "nodes": sorted({r["node"] for r in rows}), "model_fingerprint": plan["fingerprint"],
+        "busy_s": round(sum(r["seconds"] for r in rows), 3),  # shard work inside the actors, summed
     }
     if not failed:
         assemble_from_plan(plan, cfg.out)
