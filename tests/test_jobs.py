@@ -152,9 +152,18 @@ class RayHead:
 
 @pytest.fixture(scope="module")
 def ray_head():
-    head = RayHead(num_cpus=2)
+    # Free ports are picked before `ray start`; Ray may take one of them for itself meanwhile: retry.
+    for attempt in range(3):
+        head = RayHead(num_cpus=2)
+        try:
+            head.start()
+            break
+        except RuntimeError:
+            head.stop()
+            shutil.rmtree(head.temp_dir, ignore_errors=True)
+            if attempt == 2:
+                raise
     try:
-        head.start()
         yield head
     finally:
         head.stop()
