@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 
 import pyarrow as pa
 import pytest
@@ -83,22 +82,34 @@ def test_interrupted_write_leaves_nothing_under_final_key(store):
     assert store.list() == []  # temp objects are cleaned and never listed
 
 
-@pytest.mark.xfail(strict=False, reason="races on an idle machine: the 64 MB write can finish before the kill")
-def test_killed_process_leaves_nothing_under_final_key(store, tmp_path):
-    """SIGKILL during a large upload: the final key never appears."""
+@pytest.mark.parametrize("phase", ["mid-write", "before-publish"])
+def test_killed_process_leaves_nothing_under_final_key(store, phase):
+    """SIGKILL while the temp object is half written, or written but not yet published:
+    the final key never appears. The writer process signals the moment it reaches the
+    phase and then waits to be killed, so the kill lands there on any machine speed."""
     code = (
-        "import os, sys\n"
+        "import sys, time\n"
         "from faceswap.storage import Store\n"
         f"s = Store({store.uri!r})\n"
-        "orig = s.fs\n"
-        "print('writing', flush=True)\n"
-        "s.write_bytes('big/object.bin', os.urandom(64 * 1024 * 1024))\n"
+        f"phase = {phase!r}\n"
+        "data = b'x' * (4 * 1024 * 1024)\n"
+        "def write_tmp(tmp):\n"
+        "    part = data if phase == 'before-publish' else data[: len(data) // 2]\n"
+        "    if s.remote:\n"
+        "        s.fs.pipe_file(tmp, part)\n"
+        "    else:\n"
+        "        with open(tmp, 'wb') as f:\n"
+        "            f.write(part)\n"
+        "    print('reached', flush=True)\n"
+        "    time.sleep(120)\n"
+        "s._publish('big/object.bin', write_tmp)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=os.environ.copy())
-    proc.stdout.readline()
-    threading.Event().wait(0.3)
-    proc.kill()
-    proc.wait()
+    try:
+        assert proc.stdout.readline().strip() == b"reached"
+    finally:
+        proc.kill()
+        proc.wait()
     assert not store.exists("big/object.bin")
     assert "big/object.bin" not in store.list()
 

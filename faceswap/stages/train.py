@@ -238,6 +238,26 @@ def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
 
 # -- the per-worker loop ---------------------------------------------------------------------------
 
+HOLD_ENV = "FACESWAP_TEST_HOLD"
+
+
+def _parse_hold(spec: str | None) -> tuple[str, int, str] | None:
+    """Fault-injection point for the reliability tests, from ``FACESWAP_TEST_HOLD`` on the driver:
+    ``persisted:STEP:MARKER`` (the checkpoint of STEP is in the store, Ray Train was never told) or
+    ``reported:STEP:MARKER`` (report() of STEP returned). Rank 0 creates the local file MARKER there
+    and waits, so a test can kill the worker at exactly that point. Unset in normal runs."""
+    if not spec:
+        return None
+    phase, step, marker = spec.split(":", 2)
+    return phase, int(step), marker
+
+
+def _hold_here(hold: tuple[str, int, str]) -> None:
+    with open(hold[2], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(60)  # bounded: a resumed run that comes here again goes on (and the test sees it)
+
+
 def train_loop(config: dict) -> None:
     """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress."""
     import ray.train
@@ -254,6 +274,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
     out = Store(cfg.out)
+    hold = _parse_hold(config.get("hold"))
 
     torch.manual_seed(cfg.seed)
     raw = FaceSwapModel(mcfg).to(device)
@@ -303,10 +324,18 @@ def train_loop(config: dict) -> None:
                 f.write(data)
             with open(os.path.join(tmp, CKPT_META), "w") as f:
                 json.dump({"step": step, "bytes": len(data), "preset": mcfg.preset}, f)
+        if tmp and hold and hold[:2] == ("persisted", step):
+            # as Ray Train persists it, but the controller never hears of it
+            for name in (CKPT_FILE, CKPT_META):
+                with open(os.path.join(tmp, name), "rb") as f:
+                    out.write_bytes(f"{CHECKPOINTS}/step_{step:07d}/{name}", f.read())
+            _hold_here(hold)
         ckpt = ray.train.Checkpoint.from_directory(tmp) if tmp else None
         ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        if rank == 0 and hold and hold[:2] == ("reported", step):
+            _hold_here(hold)
 
     step = start_step
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
@@ -417,7 +446,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
-                           "threads": int(cpus), "progress": progress},
+                           "threads": int(cpus), "progress": progress, "hold": os.environ.get(HOLD_ENV)},
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker=resources),
