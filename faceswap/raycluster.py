@@ -39,12 +39,28 @@ def ensure_ray(address: str | None = None) -> None:
                      log_to_driver=True)
         else:
             # "local": a new Ray of our own, never whatever cluster /tmp/ray/ray_current_cluster names.
+            # No dashboard on a laptop, so no State API: quiet the one Ray helper that polls it.
+            runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": "faceswap.raycluster.quiet_worker_logs"}
             ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
     share_secrets()
     _quiet_ray_data()
+
+
+class _DropStateApiNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "State API may be temporarily unavailable" not in record.getMessage()
+
+
+def quiet_worker_logs() -> None:
+    """Worker setup hook for a local Ray without a dashboard: Ray Train's PlacementGroupCleaner asks the
+    State API (served by the dashboard) every second whether the controller lives, and warns each time it
+    cannot. Its job (removing a dead controller's placement group) is moot on a local Ray, which ends
+    with its driver; only that line is dropped."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").addFilter(
+        _DropStateApiNoise())
 
 
 STORE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",

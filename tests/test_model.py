@@ -203,6 +203,22 @@ def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
             s.close()
 
 
+def test_stream_order_is_the_same_with_and_without_the_decoded_cache(facesets):
+    """A set that fits the cache is served from it directly after the first epoch; the samples and their
+    order are exactly those of the decode-every-time stream (same seed), over several epochs."""
+    cached, uncached = FaceStream(facesets[0], 64, seed=5, buffer=4), FaceStream(facesets[0], 64, seed=5, buffer=4,
+                                                                               cache_mb=0)
+    try:
+        for _ in range(12):                        # 60 samples: five epochs of a 12-face set
+            (ia, ma), (ib, mb) = cached.next_batch(5), uncached.next_batch(5)
+            np.testing.assert_array_equal(ia, ib)
+            np.testing.assert_array_equal(ma, mb)
+        assert cached._direct_epoch is not None and uncached._direct_epoch is None
+    finally:
+        cached.close()
+        uncached.close()
+
+
 def test_crop_key_with_dotdot_is_refused(tmp_path):
     store = build_faceset(str(tmp_path / "bad"), "a", n=2)
     table = store.read_parquet("alignments/astronaut-00000.parquet")

@@ -126,6 +126,10 @@ class FaceStream:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._prefetch = 4 * threads
+        # Once an epoch has put every one of this worker's faces in the cache, the consumer walks the
+        # same epoch orders itself: no thread hand-off per sample (the common case of a small face set).
+        self._direct_epoch: int | None = None
+        self._direct_order: collections.deque = collections.deque()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="faceset-decode")
         self._thread = threading.Thread(target=self._produce, name="faceset-reader", daemon=True)
         self._thread.start()
@@ -173,11 +177,19 @@ class FaceStream:
                     if self._stop.is_set():
                         return
                 epoch += 1
+                if all(self.records[i].crop in self._cache for i in self._order(epoch)):
+                    self._direct_epoch = epoch
+                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
             self._error = exc
             self._queue.put(None)
 
     def _take(self):
+        if self._direct_epoch is not None and self._queue.empty():
+            if not self._direct_order:
+                self._direct_order.extend(self._order(self._direct_epoch))
+                self._direct_epoch += 1
+            return self._cache[self.records[self._direct_order.popleft()].crop]
         t0 = time.perf_counter()
         item = self._queue.get()
         self.wait_s += time.perf_counter() - t0
