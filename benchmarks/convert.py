@@ -13,6 +13,12 @@ actor's frames/s over its shard work (steady state). The per-face loop does the 
 (colour match, paste, watermark) with batch-1 model calls.
 Goals: pipeline >= 50% of decode+encode-only with the lite model; 2 workers >= 1.8x 1 worker;
 watermark costs <= 20% of conversion throughput.
+
+Worker scaling is also measured with each worker given its own core, as on a cluster where a worker's
+share of CPUs is its own: a fresh process (with its own local Ray) pinned to N cores runs N workers
+(`--pinned`), for N = 1 and 2, next to decode+encode-only pinned to one core. Unpinned, one worker
+already spreads over both cores of a 2-core machine (its x264 encoder is a separate process), so the
+unpinned 2-vs-1 figure cannot show scaling there.
 """
 
 from __future__ import annotations
@@ -85,12 +91,12 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
 
 
 def pipeline(video: str, faces_uri: str, model_uri: str, out_dir: str, workers: int, watermark: bool,
-             shard_frames: int) -> tuple[float, float]:
+             shard_frames: int, tag: str = "pipe") -> tuple[float, float]:
     """(wall frames/s of the conversion, actor start included; frames/s of one actor's shard work)."""
     from faceswap.config import ConvertConfig
     from faceswap.stages.convert import run_convert
 
-    name = f"pipe_w{workers}_{'wm' if watermark else 'nowm'}"
+    name = f"{tag}_w{workers}_{'wm' if watermark else 'nowm'}"
     cfg = ConvertConfig(video=video, faces=faces_uri, model=model_uri, out=os.path.join(out_dir, f"{name}.mp4"),
                         work=os.path.join(out_dir, f"{name}.work"), workers=workers, watermark=watermark,
                         shard_frames=shard_frames)
@@ -99,12 +105,48 @@ def pipeline(video: str, faces_uri: str, model_uri: str, out_dir: str, workers: 
     return summary["frames"] / summary["convert_seconds"], summary["frames"] / summary["busy_s"]
 
 
+def pinned(args: list[str], cores: int) -> dict:
+    """Run ``convert.py --pinned ...`` in a fresh process pinned to the first ``cores`` cores."""
+    import subprocess
+
+    cmd = [sys.executable, os.path.abspath(__file__), "--pinned", str(cores), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pinned run failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pinned_main(args) -> int:
+    """Child of ``pinned``: pin this process (Ray and ffmpeg inherit it), then measure."""
+    import ray
+
+    os.sched_setaffinity(0, set(range(args.pinned)))
+    video, faces_a, model, out = args.video, args.faces, args.model, args.out
+    if args.what == "decode_encode":
+        print(json.dumps({"fps": decode_encode_only(video, out, args.frames)}))
+        return 0
+    ray.init(num_cpus=args.pinned, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    wall, actor = pipeline(video, faces_a, model, out, args.pinned, True, 200, tag=f"pinned{args.pinned}")
+    ray.shutdown()
+    print(json.dumps({"fps": wall, "actor_fps": actor}))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # internal: one pinned measurement (see ``pinned``)
+    parser.add_argument("--pinned", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--what", default="pipeline", help=argparse.SUPPRESS)
+    for name in ("--video", "--faces", "--model"):
+        parser.add_argument(name, default="", help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help="working folder (default: a temp folder)")
     parser.add_argument("--train-steps", type=int, default=30, help="steps of the lite model (speed only)")
     parser.add_argument("--repeat", type=int, default=3, help="the 200-frame clip joined this many times")
     args = parser.parse_args()
+    if args.pinned:
+        return pinned_main(args)
 
     import ray
 
@@ -145,6 +187,16 @@ def main() -> int:
     r["pipeline_2_workers_fps"], _ = pipeline(video, faces_a, model, out, 2, True, shard)
     r["pipeline_1_worker_no_watermark_fps"], r["actor_fps_no_watermark"] = pipeline(video, faces_a, model, out, 1,
                                                                                      False, shard)
+    ray.shutdown()  # the pinned runs start their own
+    if len(os.sched_getaffinity(0)) >= 2:
+        common = ["--video", video, "--faces", faces_a, "--model", model, "--out", out, "--frames", str(frames)]
+        r["pinned_1_core_decode_encode_only_fps"] = pinned(common + ["--what", "decode_encode"], 1)["fps"]
+        one, two = pinned(common, 1), pinned(common, 2)
+        r["pinned_1_worker_1_core_fps"], r["pinned_1_worker_1_core_actor_fps"] = one["fps"], one["actor_fps"]
+        r["pinned_2_workers_2_cores_fps"] = two["fps"]
+        r["pinned_two_vs_one_worker"] = two["fps"] / one["fps"]
+        r["pinned_pipeline_vs_decode_encode"] = one["fps"] / r["pinned_1_core_decode_encode_only_fps"]
+        r["pinned_actor_vs_decode_encode"] = one["actor_fps"] / r["pinned_1_core_decode_encode_only_fps"]
     r["actor_vs_decode_encode"] = r["actor_fps_1_worker"] / r["decode_encode_only_fps"]
     r["actor_vs_per_face_loop"] = r["actor_fps_1_worker"] / r["per_face_loop_fps"]
     r["watermark_cost_in_actor"] = 1 - r["actor_fps_1_worker"] / r["actor_fps_no_watermark"]
@@ -155,7 +207,6 @@ def main() -> int:
     for k, v in r.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
     print(json.dumps(r))
-    ray.shutdown()
     if not args.out:
         shutil.rmtree(out, ignore_errors=True)
     return 0

@@ -69,6 +69,9 @@ class TrainConfig:
     preview_every: int = opt(200, "steps between preview images and metrics lines")
     max_failures: int = opt(3, "worker failures to retry before giving up")
     eye_mouth_weight: float = opt(0.0, "extra loss weight on eyes and mouth (0: off)")
+    flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
+                           "head it saw only mirrored, but when both face sets hold few poses it leaves the "
+                           "swapped head's turn ambiguous (0: off)")
     seed: int = opt(0, "random seed")
 
 

@@ -87,3 +87,11 @@ def test_run_flags_override_only_what_is_given(tmp_path):
     assert run.convert == {"lossless": True, "crf": 20, "watermark": False}
     assert run.train == {"steps": 7, "workers": 2}
     assert run.extract == {}
+
+
+def test_out_of_range_flip_is_refused_before_any_work(tmp_path, capsys):
+    code = main(["train", "--a", str(tmp_path / "A"), "--b", str(tmp_path / "B"), "--out", str(tmp_path / "M"),
+                 "--flip", "1.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--flip is a probability between 0 and 1, not 1.5" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "M").exists()

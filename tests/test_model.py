@@ -147,6 +147,8 @@ def test_augment_keeps_target_clean_and_aux_aligned():
                               brightness=0, contrast=0, saturation=0)
     inp, target, _ = augment(x, None, cfg, gen)
     assert torch.allclose(target, x, atol=1e-5) and torch.allclose(inp, x, atol=1e-5)
+    inp, target, _ = augment(x, None, dataclasses.replace(cfg, flip=1.0), gen)   # --flip 1: every one mirrored
+    assert torch.allclose(target, x.flip(-1), atol=1e-5)
 
 
 def test_ssim_and_loss():

@@ -51,6 +51,8 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
     """The preset's ModelConfig and the effective steps, batch size and learning rate."""
     if cfg.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {cfg.workers}")
+    if not 0.0 <= cfg.flip <= 1.0:
+        raise ConfigError(f"--flip is a probability between 0 and 1, not {cfg.flip}")
     mcfg = preset(cfg.preset)
     return (mcfg, cfg.steps or mcfg.steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr)
 
@@ -66,10 +68,11 @@ def lr_at(step: int, base_lr: float, total: int) -> float:
 class Stepper:
     """Augment, forward both sides in one pass, SSIM+L1 on both, backward, optimiser step."""
 
-    def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int):
+    def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int,
+                 flip: float = AugmentConfig.flip):
         self.model, self.raw, self.opt, self.device = model, raw, opt, device
         self.eye_mouth_weight = eye_mouth_weight
-        self.aug = AugmentConfig()
+        self.aug = AugmentConfig(flip=flip)
         self.gen = torch.Generator().manual_seed(seed)
         self.amp = device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -303,7 +306,8 @@ def train_loop(config: dict) -> None:
         del states, state, candidates
 
     model = ray.train.torch.prepare_model(raw)                     # DDP when world > 1
-    stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step)
+    stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
+                      flip=cfg.flip)
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
     stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed)
     stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1)
