@@ -256,3 +256,19 @@ def test_masks_hull_erode_feather():
     assert soft.min() >= 0 and soft.max() <= 1
     assert 0 < ((soft > 0) & (soft < 1)).sum() and soft[y, x] > 0.99
     assert np.array_equal(masks.feather(mask, 0), mask)
+
+
+@pytest.mark.parametrize("px", [1, 4, 16, -4, -16])
+def test_erode_of_a_hull_matches_a_disc(px):
+    """The fast (distance transform) erosion of a 0/1 hull agrees with OpenCV's morphological disc, also
+    where the hull is cut by the image edge (outside counts as 0)."""
+    rng = np.random.default_rng(px + 100)
+    for _ in range(5):
+        pts = rng.uniform([-30, -30], [330, 250], (68, 2))       # hulls running off the 300x220 image
+        mask = masks.hull_mask(pts, (220, 300))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(px) + 1,) * 2)
+        ref = (cv2.erode if px > 0 else cv2.dilate)(mask, disc, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        fast = masks.erode(mask, px)
+        assert fast.dtype == np.float32 and set(np.unique(fast)) <= {0.0, 1.0}
+        assert (fast != ref).sum() <= max(4, 0.01 * ref.sum()), (fast != ref).sum()
+        assert np.all(fast <= mask) if px > 0 else np.all(fast >= mask)

@@ -21,10 +21,22 @@ def hull_mask(landmarks: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
 
 
 def erode(mask: np.ndarray, px: int) -> np.ndarray:
-    """Shrink the mask by ``px`` pixels (grow it for negative ``px``)."""
+    """Shrink the mask by ``px`` pixels (grow it for negative ``px``): a disc of radius ``px``; outside
+    the image counts as 0."""
     px = int(px)
     if px == 0:
         return mask.astype(np.float32, copy=True)
+    inside = mask > 0
+    if np.array_equal(mask, inside):
+        # A 0/1 mask (a hull): a distance transform (5x5 chamfer, within 0.4 px of Euclidean up to
+        # 20 px), linear in pixels, where a morphological disc of radius 16 (a 720p face's feather)
+        # costs ~20 ms a face.
+        if px > 0:
+            padded = cv2.copyMakeBorder(inside.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+            dist = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+            return (dist > px).astype(np.float32)
+        dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+        return (dist <= -px).astype(np.float32)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(px) + 1, 2 * abs(px) + 1))
     op = cv2.erode if px > 0 else cv2.dilate
     return op(mask.astype(np.float32), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)

@@ -77,11 +77,9 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
         center = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
         cloned = cv2.seamlessClone(warped, np.ascontiguousarray(original), binary, center, cv2.NORMAL_CLONE)
         warped = cloned
-    m3 = mask[..., None]
-    blended = warped.astype(np.float32) * m3 + original.astype(np.float32) * (1.0 - m3)
-    # Pixels with mask 0 keep their exact decoded value.
-    out = np.where(m3 > 0, np.clip(np.rint(blended), 0, 255).astype(np.uint8), original)
-    frame[y0:y1, x0:x1] = out
+    # One pass, rounded to uint8; where the mask is 0 the pixel keeps its exact decoded value.
+    mask = np.ascontiguousarray(mask, np.float32)
+    frame[y0:y1, x0:x1] = cv2.blendLinear(warped, np.ascontiguousarray(original), mask, 1.0 - mask)
     return roi, mask
 
 
