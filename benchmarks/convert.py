@@ -144,6 +144,8 @@ def main() -> int:
     parser.add_argument("--out", default="", help="working folder (default: a temp folder)")
     parser.add_argument("--train-steps", type=int, default=30, help="steps of the lite model (speed only)")
     parser.add_argument("--repeat", type=int, default=3, help="the 200-frame clip joined this many times")
+    parser.add_argument("--pinned-only", action="store_true",
+                        help="only the pinned (one core per worker) measurements")
     args = parser.parse_args()
     if args.pinned:
         return pinned_main(args)
@@ -180,13 +182,14 @@ def main() -> int:
     # real films: a shard starting mid-GOP would first decode the frames before it.
     shard = 200
     results = {"video": f"{os.path.basename(video)} ({frames} frames, 1280x720)", "cpus": os.cpu_count()}
-    results["decode_encode_only_fps"] = decode_encode_only(video, out, frames)
-    results["per_face_loop_fps"] = per_face_loop(video, faces_a, model, out, frames)
     r = results
-    r["pipeline_1_worker_fps"], r["actor_fps_1_worker"] = pipeline(video, faces_a, model, out, 1, True, shard)
-    r["pipeline_2_workers_fps"], _ = pipeline(video, faces_a, model, out, 2, True, shard)
-    r["pipeline_1_worker_no_watermark_fps"], r["actor_fps_no_watermark"] = pipeline(video, faces_a, model, out, 1,
-                                                                                     False, shard)
+    if not args.pinned_only:
+        results["decode_encode_only_fps"] = decode_encode_only(video, out, frames)
+        results["per_face_loop_fps"] = per_face_loop(video, faces_a, model, out, frames)
+        r["pipeline_1_worker_fps"], r["actor_fps_1_worker"] = pipeline(video, faces_a, model, out, 1, True, shard)
+        r["pipeline_2_workers_fps"], _ = pipeline(video, faces_a, model, out, 2, True, shard)
+        r["pipeline_1_worker_no_watermark_fps"], r["actor_fps_no_watermark"] = pipeline(video, faces_a, model, out, 1,
+                                                                                         False, shard)
     ray.shutdown()  # the pinned runs start their own
     if len(os.sched_getaffinity(0)) >= 2:
         common = ["--video", video, "--faces", faces_a, "--model", model, "--out", out, "--frames", str(frames)]
@@ -194,16 +197,18 @@ def main() -> int:
         one, two = pinned(common, 1), pinned(common, 2)
         r["pinned_1_worker_1_core_fps"], r["pinned_1_worker_1_core_actor_fps"] = one["fps"], one["actor_fps"]
         r["pinned_2_workers_2_cores_fps"] = two["fps"]
+        r["pinned_2_workers_actor_fps"] = two["actor_fps"]  # each actor's own speed over its shards
         r["pinned_two_vs_one_worker"] = two["fps"] / one["fps"]
         r["pinned_pipeline_vs_decode_encode"] = one["fps"] / r["pinned_1_core_decode_encode_only_fps"]
         r["pinned_actor_vs_decode_encode"] = one["actor_fps"] / r["pinned_1_core_decode_encode_only_fps"]
-    r["actor_vs_decode_encode"] = r["actor_fps_1_worker"] / r["decode_encode_only_fps"]
-    r["actor_vs_per_face_loop"] = r["actor_fps_1_worker"] / r["per_face_loop_fps"]
-    r["watermark_cost_in_actor"] = 1 - r["actor_fps_1_worker"] / r["actor_fps_no_watermark"]
-    r["pipeline_vs_decode_encode"] = r["pipeline_1_worker_fps"] / r["decode_encode_only_fps"]
-    r["two_vs_one_worker"] = r["pipeline_2_workers_fps"] / r["pipeline_1_worker_fps"]
-    r["pipeline_vs_per_face_loop"] = r["pipeline_1_worker_fps"] / r["per_face_loop_fps"]
-    r["watermark_cost"] = 1 - r["pipeline_1_worker_fps"] / r["pipeline_1_worker_no_watermark_fps"]
+    if not args.pinned_only:
+        r["actor_vs_decode_encode"] = r["actor_fps_1_worker"] / r["decode_encode_only_fps"]
+        r["actor_vs_per_face_loop"] = r["actor_fps_1_worker"] / r["per_face_loop_fps"]
+        r["watermark_cost_in_actor"] = 1 - r["actor_fps_1_worker"] / r["actor_fps_no_watermark"]
+        r["pipeline_vs_decode_encode"] = r["pipeline_1_worker_fps"] / r["decode_encode_only_fps"]
+        r["two_vs_one_worker"] = r["pipeline_2_workers_fps"] / r["pipeline_1_worker_fps"]
+        r["pipeline_vs_per_face_loop"] = r["pipeline_1_worker_fps"] / r["per_face_loop_fps"]
+        r["watermark_cost"] = 1 - r["pipeline_1_worker_fps"] / r["pipeline_1_worker_no_watermark_fps"]
     for k, v in r.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
     print(json.dumps(r))
