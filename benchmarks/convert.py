@@ -97,6 +97,8 @@ def pipeline(video: str, faces_uri: str, model_uri: str, out_dir: str, workers: 
     from faceswap.stages.convert import run_convert
 
     name = f"{tag}_w{workers}_{'wm' if watermark else 'nowm'}"
+    # A rerun into the same --out would otherwise reuse the finished segments (resume) and time nothing.
+    shutil.rmtree(os.path.join(out_dir, f"{name}.work"), ignore_errors=True)
     cfg = ConvertConfig(video=video, faces=faces_uri, model=model_uri, out=os.path.join(out_dir, f"{name}.mp4"),
                         work=os.path.join(out_dir, f"{name}.work"), workers=workers, watermark=watermark,
                         shard_frames=shard_frames)
