@@ -205,13 +205,15 @@ def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
             s.close()
 
 
-def test_stream_order_is_the_same_with_and_without_the_decoded_cache(facesets):
-    """A set that fits the cache is served from it directly after the first epoch; the samples and their
-    order are exactly those of the decode-every-time stream (same seed), over several epochs."""
-    cached, uncached = FaceStream(facesets[0], 64, seed=5, buffer=4), FaceStream(facesets[0], 64, seed=5, buffer=4,
-                                                                               cache_mb=0)
+@pytest.mark.parametrize("rank, world", [(0, 1), (1, 4)])
+def test_stream_order_is_the_same_with_and_without_the_decoded_cache(facesets, rank, world):
+    """A set that fits the cache is served from it directly once every face is in it; the samples and their
+    order are exactly those of the decode-every-time stream (same seed), over many epochs, also for a worker
+    of several, whose slice of the set changes from epoch to epoch."""
+    kw = dict(rank=rank, world=world, seed=5, buffer=4)
+    cached, uncached = FaceStream(facesets[0], 64, **kw), FaceStream(facesets[0], 64, cache_mb=0, **kw)
     try:
-        for _ in range(12):                        # 60 samples: five epochs of a 12-face set
+        for _ in range(24):                        # 120 samples: 10 to 40 epochs of this worker
             (ia, ma), (ib, mb) = cached.next_batch(5), uncached.next_batch(5)
             np.testing.assert_array_equal(ia, ib)
             np.testing.assert_array_equal(ma, mb)

@@ -126,9 +126,10 @@ class FaceStream:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._prefetch = 4 * threads
-        # Once an epoch has put every one of this worker's faces in the cache, the consumer walks the
-        # same epoch orders itself: no thread hand-off per sample (the common case of a small face set).
+        # Once every face of the set is in the cache, the consumer walks the same epoch orders itself:
+        # no thread hand-off per sample (the common case of a face set that fits in memory).
         self._direct_epoch: int | None = None
+        self._distinct_crops = len({r.crop for r in self.records})
         self._direct_order: collections.deque = collections.deque()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="faceset-decode")
         self._thread = threading.Thread(target=self._produce, name="faceset-reader", daemon=True)
@@ -177,7 +178,9 @@ class FaceStream:
                     if self._stop.is_set():
                         return
                 epoch += 1
-                if all(self.records[i].crop in self._cache for i in self._order(epoch)):
+                # Every face of the set, not only this epoch's: with several workers a worker's slice
+                # changes from epoch to epoch.
+                if len(self._cache) >= self._distinct_crops:
                     self._direct_epoch = epoch
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
@@ -189,7 +192,7 @@ class FaceStream:
             if not self._direct_order:
                 self._direct_order.extend(self._order(self._direct_epoch))
                 self._direct_epoch += 1
-            return self._cache[self.records[self._direct_order.popleft()].crop]
+            return self._load(self._direct_order.popleft())
         t0 = time.perf_counter()
         item = self._queue.get()
         self.wait_s += time.perf_counter() - t0
