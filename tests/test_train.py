@@ -61,11 +61,14 @@ def test_two_workers_on_s3(ray_local, s3_store):
     assert swapper.fingerprint == summary["fingerprint"] and swapper.size == 64
 
 
-def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path):
-    out = Store(str(tmp_path / "model"))
+@pytest.mark.parametrize("where, workers", [("local", 1), ("s3", 2)])
+def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path, request, where, workers):
+    """Kill the `faceswap train` driver after its first checkpoint, rerun: the step counter continues. Also
+    with two DDP workers and the model folder on SeaweedFS through s3://."""
+    out = Store(str(tmp_path / "model")) if where == "local" else request.getfixturevalue("s3_store").child("m")
     a, b = local_facesets
     args = ["train", "--a", a, "--b", b, "--out", out.uri, "--steps", "40", "--batch-size", "4",
-            "--checkpoint-every", "10", "--preview-every", "5"]
+            "--checkpoint-every", "10", "--preview-every", "5", "--workers", str(workers)]
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen([sys.executable, "-m", "faceswap.cli", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -81,9 +84,10 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     killed_at = max(checkpoint_steps(out))
     assert killed_at < 40 and not out.exists(MODEL_KEY)
 
-    cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5)
+    cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5,
+                      workers=workers)
     summary = run_train(cfg, progress=False)
-    assert summary["start_step"] >= killed_at >= 10, summary
+    assert summary["start_step"] >= killed_at >= 10 and summary["workers"] == workers, summary
     assert summary["resumed_from"].endswith("checkpoint.pt")
     steps = [m["step"] for m in _metrics(out)]
     # Every metrics step once, in order: nothing restarted at 0, nothing from the killed run kept twice.
