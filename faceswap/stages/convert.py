@@ -198,7 +198,8 @@ def load_records(faces: Store, faceset_shards: list[dict], source: str, start: i
         for frame, landmarks, matrix, size, bbox in zip(
                 sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(), sub.column("matrix").to_pylist(),
                 sub.column("size").to_pylist(), sub.column("bbox").to_pylist()):
-            if landmarks is None or matrix is None or len(landmarks) != 136 or len(matrix) != 6 or len(bbox) != 4:
+            if (landmarks is None or matrix is None or bbox is None or len(landmarks) != 136 or len(matrix) != 6
+                    or len(bbox) != 4):
                 raise InputError(f"{faces.url(key)}: malformed record for frame {frame}")
             out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size), bbox))
     return out
