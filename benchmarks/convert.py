@@ -32,6 +32,7 @@ import tempfile
 import time
 
 import numpy as np
+from pinning import can_pin, pin, run_pinned
 
 
 def decode_encode_only(video: str, out_dir: str, frames: int) -> float:
@@ -107,22 +108,11 @@ def pipeline(video: str, faces_uri: str, model_uri: str, out_dir: str, workers: 
     return summary["frames"] / summary["convert_seconds"], summary["frames"] / summary["busy_s"]
 
 
-def pinned(args: list[str], cores: int) -> dict:
-    """Run ``convert.py --pinned ...`` in a fresh process pinned to the first ``cores`` cores."""
-    import subprocess
-
-    cmd = [sys.executable, os.path.abspath(__file__), "--pinned", str(cores), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"pinned run failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def pinned_main(args) -> int:
-    """Child of ``pinned``: pin this process (Ray and ffmpeg inherit it), then measure."""
+    """Child of ``run_pinned``: pin this process (Ray and ffmpeg inherit it), then measure."""
     import ray
 
-    os.sched_setaffinity(0, set(range(args.pinned)))
+    pin(args.pinned)
     video, faces_a, model, out = args.video, args.faces, args.model, args.out
     if args.what == "decode_encode":
         print(json.dumps({"fps": decode_encode_only(video, out, args.frames)}))
@@ -137,7 +127,7 @@ def pinned_main(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # internal: one pinned measurement (see ``pinned``)
+    # internal: one pinned measurement (see pinning.run_pinned)
     parser.add_argument("--pinned", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--what", default="pipeline", help=argparse.SUPPRESS)
     for name in ("--video", "--faces", "--model"):
@@ -193,10 +183,10 @@ def main() -> int:
         r["pipeline_1_worker_no_watermark_fps"], r["actor_fps_no_watermark"] = pipeline(video, faces_a, model, out, 1,
                                                                                          False, shard)
     ray.shutdown()  # the pinned runs start their own
-    if len(os.sched_getaffinity(0)) >= 2:
+    if can_pin(2):
         common = ["--video", video, "--faces", faces_a, "--model", model, "--out", out, "--frames", str(frames)]
-        r["pinned_1_core_decode_encode_only_fps"] = pinned(common + ["--what", "decode_encode"], 1)["fps"]
-        one, two = pinned(common, 1), pinned(common, 2)
+        r["pinned_1_core_decode_encode_only_fps"] = run_pinned(__file__, common + ["--what", "decode_encode"], 1)["fps"]
+        one, two = run_pinned(__file__, common, 1), run_pinned(__file__, common, 2)
         r["pinned_1_worker_1_core_fps"], r["pinned_1_worker_1_core_actor_fps"] = one["fps"], one["actor_fps"]
         r["pinned_2_workers_2_cores_fps"] = two["fps"]
         r["pinned_2_workers_actor_fps"] = two["actor_fps"]  # each actor's own speed over its shards

@@ -41,7 +41,8 @@ class ExtractConfig:
     model_dir: str = opt("", "folder or URI holding the fan backend's weights (default: the torch hub cache)")
     size: int = opt(256, "side of the aligned face crops, in pixels")
     centering: str = opt("face", "what the crop is centred on", choices=["face", "head"])
-    image_format: str = opt("png", "file format of the crops", choices=["png", "jpg"])
+    image_format: str = opt("jpg", "file format of the crops (jpg: quality 95, 25x faster to write and 1/4 the "
+                                   "size of png; png: lossless)", choices=["jpg", "png"])
     min_face_px: int = opt(64, "smallest face side to find, in source pixels; sets the detection scale")
     detect_every: int = opt(8, "run the full detector every K frames and track faces in between")
     smooth: float = opt(0.0, "temporal smoothing of landmarks, 0 (off) to 1 (heavy)")
@@ -49,7 +50,8 @@ class ExtractConfig:
     workers: int = opt(0, "parallel extraction actors (0: as many as the cluster's CPUs allow)")
     keep_going: bool = opt(False, "skip bad inputs and list them in the summary instead of stopping")
     max_failed_frames: float = opt(0.01, "share of undecodable frames in a shard that still counts as success")
-    check_every: int = opt(1, "re-check tracked faces with the detector on a small crop every K frames")
+    check_every: int = opt(4, "re-check tracked faces with the detector on a small crop every K frames (a "
+                              "face whose landmarks stop looking like a face is re-detected at once)")
     fan_detector: str = opt("sfd", "face detector of the fan backend", choices=["sfd", "blazeface"])
     device: str = opt("cpu", "torch device of the fan backend (cpu, cuda)")
 

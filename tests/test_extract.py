@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -63,7 +64,9 @@ def test_target_found_in_every_frame_with_crops_and_manifest(target_run, clip):
     assert (counts <= 1).all(), "one person in the clip, one face per frame"
     for r in rows[::17]:
         check_key(r["crop"])
-        assert store.exists(r["crop"]) and r["crop"].endswith(".png") and r["size"] == 256
+        assert r["crop"].endswith(".jpg") and r["size"] == 256  # the default crop format
+        crop = cv2.imdecode(np.frombuffer(store.read_bytes(r["crop"]), np.uint8), cv2.IMREAD_COLOR)
+        assert crop.shape == (256, 256, 3)
         assert r["identity_distance"] is None
     src = rows[0]["source"]
     assert {r["shard"] for r in rows} == {f"{src}-00000", f"{src}-00001"}

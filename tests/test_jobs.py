@@ -212,7 +212,7 @@ def test_stage_job_extracts_into_the_store(ray_head, samples_dir, tmp_path):
     assert manifest["kind"] == "faceset"
     assert manifest["counts"]["faces"] > 0
     assert len(store.list("alignments", ".parquet")) == manifest["counts"]["shards"]
-    assert store.list("faces", ".png")
+    assert store.list("faces", ".jpg")
 
 
 @pytest.mark.slow

@@ -158,6 +158,40 @@ def test_iter_frames_gives_exact_indices(clip, start, stop, decoder):
     assert all(rgb.shape == (288, 384, 3) and rgb.dtype == np.uint8 for _, _, rgb in got)
 
 
+def test_prefetch_keeps_every_frame_in_order(clip):
+    with decode.Prefetch(iter_frames(clip, 5, 60), depth=3) as frames:
+        got = [(index, read_barcode(rgb)) for index, _, rgb in frames]
+    assert got == [(i, i) for i in range(5, 60)]
+
+
+def test_prefetch_raises_the_decoders_error_at_its_place_and_stops_cleanly():
+    def frames():
+        yield from range(3)
+        raise InputError("film.mp4: decoding stopped at frame 3")
+
+    seen = []
+    with pytest.raises(InputError, match="film.mp4: decoding stopped at frame 3"):
+        with decode.Prefetch(frames(), depth=2) as items:
+            for item in items:
+                seen.append(item)
+    assert seen == [0, 1, 2]
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    with decode.Prefetch(endless(), depth=2) as items:  # the consumer leaves early
+        assert next(items) == 0
+    assert closed == [True]  # the producer thread ended and closed its iterator
+
+
 @pytest.mark.parametrize("decoder", ["decord", "pyav"])
 def test_iter_frames_refuses_range_past_the_end(clip, decoder):
     with pytest.raises(InputError, match="outside"):

@@ -104,7 +104,7 @@ class FaceTracker:
         side = float(max(box[2] - box[0], box[3] - box[1]))
         # The face should sit at ~1.1x the detector window; margin for motion and box error.
         s = min(1.0, 1.1 * self.backend.window_px / max(side, 1.0))
-        margin = 0.4 * side
+        margin = 0.3 * side
         x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
         x1, y1 = int(min(w, box[2] + margin)), int(min(h, box[3] + margin))
         if x1 - x0 < 8 or y1 - y0 < 8:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +202,70 @@ def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
             if back_frames >= start:
                 raise InputError(f"{path}: cannot seek to frame {start}")
             back_frames = min(start, max(2 * back_frames, 16))
+
+
+class Prefetch:
+    """Run a frame iterator in a background thread, ``depth`` items ahead of its consumer.
+
+        with Prefetch(iter_frames(path, start, stop)) as frames:
+            for index, ts, rgb in frames: ...
+
+    Decoding (decord through ctypes, PyAV in C) releases the GIL, so a worker that has a
+    second core decodes the next frames while it detects, tracks and encodes this one.
+    An exception of the iterator is raised to the consumer at the item where it happened;
+    leaving the ``with`` block early stops the thread and closes the iterator.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterator, depth: int = 4):
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._frames:
+                if not self._put((item, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put((None, exc))
+        finally:
+            close = getattr(self._frames, "close", None)
+            if close:
+                close()  # the generator's own finally frees the reader, in this thread
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item, exc = self._queue.get()
+        if exc is not None:
+            self._queue.put((self._END, None))  # a later next() ends instead of blocking
+            raise exc
+        if item is self._END:
+            self._queue.put((self._END, None))
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
