@@ -3,11 +3,15 @@
     python benchmarks/perf_by_resolution.py [--seconds 8] [--out DIR] [--sizes 480p,720p,1080p]
 
 Per size, on a write_long_clip film (moving face A, 25 fps), with the stages' default settings:
-  per-core     the stage's own callable in this process, one core, no Ray: ExtractShard.process
-               and ConvertShard.convert over the whole clip as one shard (model loaded beforehand)
-  pipeline     run_extract / run_convert with 1 and then 2 actors over 4 shards: wall frames/s
-               (extract: the whole run; convert: convert_seconds, i.e. without assembly)
+  per-core     the stage's own callable in this process pinned to one core, no Ray Data:
+               ExtractShard.process and ConvertShard.convert over the whole clip as one shard
+               (model loaded beforehand)
+  pipeline     run_extract / run_convert with N actors over 4 shards, in a fresh process with its
+               own Ray pinned to N cores (N = 1, 2): wall frames/s (extract: the whole run;
+               convert: convert_seconds, i.e. without assembly)
   efficiency   pipeline(2) / (2 x pipeline(1))
+Pinning gives each worker exactly its core, as on a cluster; unpinned, one worker already uses
+a second core of this 2-core machine (extract's decode thread, convert's x264 process).
 The lite model comes from benchmarks/scale.py's helper (trained a few steps on the samples).
 Writes <out>/resolution.json. `--predict <out>/resolution.json` prints RESULTS.md's scaling
 model from it (the assumptions are flags, with their defaults stated in RESULTS.md).
@@ -24,6 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pinning import can_pin, pin, pinned_to, run_pinned  # noqa: E402
 from scale import lite_model, load_average  # noqa: E402
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
@@ -136,6 +141,12 @@ def main() -> int:
     ap.add_argument("--plan-s", type=float, default=3.0, help="--predict: probe + keyframes + plan")
     ap.add_argument("--transfer-s", type=float, default=10.0, help="--predict: film to each node (parallel)")
     ap.add_argument("--assemble-s", type=float, default=30.0, help="--predict: concat + audio + upload")
+    # internal: one pinned pipeline measurement (see pinning.run_pinned)
+    ap.add_argument("--pinned", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--clip", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--work", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--shard-frames", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.predict:
@@ -152,11 +163,17 @@ def main() -> int:
                           "rows": rows}, indent=1))
         return 0
 
+    if args.pinned:
+        return pinned_main(args)
+
     import ray
 
     from faceswap.samples import write_long_clip
     from faceswap.video.probe import probe
 
+    if not can_pin(2):
+        print("needs 2 CPUs to pin one and two workers", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
@@ -164,6 +181,7 @@ def main() -> int:
     model = lite_model(args.model_dir, 10)
     result = {"cpus": os.cpu_count(), "seconds": args.seconds, "load_average_start": load_average(), "sizes": {}}
     path = os.path.join(args.out, "resolution.json")
+    clips = {}
     for size in args.sizes.split(","):
         width, height = SIZES[size]
         work = os.path.join(args.out, size)
@@ -172,25 +190,45 @@ def main() -> int:
         if not os.path.exists(clip):
             write_long_clip(clip, args.seconds, width=width, height=height)
         frames = probe(clip).frames
-        shard = -(-frames // 4)
+        clips[size] = (clip, work, frames)
         r = {"width": width, "height": height, "frames": frames, "load_average_before": load_average()}
-        r["extract_per_core_fps"] = round(per_core_extract(clip, os.path.join(work, "faces_percore"), frames), 2)
-        r["extract_w1"] = pipeline_extract(clip, os.path.join(work, "faces_w1"), 1, shard)
-        r["extract_w2"] = pipeline_extract(clip, os.path.join(work, "faces_w2"), 2, shard)
-        faces = os.path.join(work, "faces_w1")
-        r["convert_per_core_fps"] = round(per_core_convert(clip, faces, model, work, frames), 2)
-        r["convert_w1"] = pipeline_convert(clip, faces, model, work, 1, shard)
-        r["convert_w2"] = pipeline_convert(clip, faces, model, work, 2, shard)
+        with pinned_to(1):
+            r["extract_per_core_fps"] = round(per_core_extract(clip, os.path.join(work, "faces_percore"), frames), 2)
+            r["convert_per_core_fps"] = round(per_core_convert(clip, os.path.join(work, "faces_percore"), model,
+                                                               work, frames), 2)
+        result["sizes"][size] = r
+    ray.shutdown()  # the pinned runs start their own
+
+    for size, (clip, work, frames) in clips.items():
+        r = result["sizes"][size]
+        common = ["--clip", clip, "--work", work, "--model", model, "--shard-frames", str(-(-frames // 4))]
+        for n in (1, 2):
+            child = run_pinned(__file__, common, n)
+            r[f"extract_w{n}"], r[f"convert_w{n}"] = child["extract"], child["convert"]
         for stage in ("extract", "convert"):
             one, two = r[f"{stage}_w1"]["frames_per_s"], r[f"{stage}_w2"]["frames_per_s"]
             r[f"{stage}_efficiency_2w"] = round(two / (2 * one), 3) if one else None
         r["load_average_after"] = load_average()
-        result["sizes"][size] = r
         print(size, json.dumps(r), flush=True)
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
-    ray.shutdown()
     print(json.dumps(result))
+    return 0
+
+
+def pinned_main(args) -> int:
+    """Child of ``run_pinned``: N cores, its own Ray, extract then convert with N workers."""
+    import ray
+
+    pin(args.pinned)
+    n = args.pinned
+    ray.init(address="local", num_cpus=n, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    faces = os.path.join(args.work, f"faces_w{n}")
+    r = {"extract": pipeline_extract(args.clip, faces, n, args.shard_frames),
+         "convert": pipeline_convert(args.clip, faces, args.model, args.work, n, args.shard_frames)}
+    ray.shutdown()
+    print(json.dumps(r))
     return 0
 
 

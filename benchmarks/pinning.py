@@ -9,6 +9,7 @@ x264 process), so 2-vs-1 worker scaling only shows when each run gets exactly it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,6 +23,17 @@ def can_pin(cores: int) -> bool:
 def pin(cores: int) -> None:
     """Restrict this process (and everything it starts from now on) to its first ``cores`` CPUs."""
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
+
+
+@contextlib.contextmanager
+def pinned_to(cores: int):
+    """This thread (and the threads it starts meanwhile) on its first ``cores`` CPUs, for a block."""
+    before = os.sched_getaffinity(0)
+    pin(cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def run_pinned(script: str, args: list[str], cores: int) -> dict:

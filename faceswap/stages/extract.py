@@ -167,6 +167,7 @@ class ExtractShard:
 
         self.cfg = ExtractConfig(**settings)
         c = self.cfg
+        cv2.setNumThreads(1)  # one core per actor: the pool, not OpenCV, scales across cores
         self.backend = make_backend(c.backend, c.fan_detector if c.backend == "fan" else c.detector,
                                     c.model_dir, c.device)
         self.refs = np.asarray(refs, dtype=np.float32).reshape(-1, 128) if refs else None
