@@ -71,6 +71,8 @@ class ConvertShard:
     def __call__(self, batch: dict) -> dict:
         import ray
 
+        from faceswap.heap import release_freed_memory
+
         out = defaultdict(list)
         for shard, start, stop in zip(batch["shard"], batch["start"], batch["stop"]):
             t0 = time.monotonic()
@@ -80,6 +82,7 @@ class ConvertShard:
                 row.update(self.convert(str(shard), int(start), int(stop)))
             except FaceswapError as exc:
                 row.update(status="failed", error=str(exc))
+            release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
             row["seconds"] = time.monotonic() - t0
             row["node"] = ray.get_runtime_context().get_node_id()
             for key, value in row.items():

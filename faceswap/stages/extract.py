@@ -197,6 +197,10 @@ class ExtractShard:
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         import ray
 
+        from faceswap.heap import release_freed_memory
+
+        release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
+
         return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
                 "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
                 "status": status, "error": error, "seconds": time.perf_counter() - t0,
