@@ -52,6 +52,18 @@ def make_backend(name: str = "dlib", detector: str = "hog", model_dir: str = "",
     raise ConfigError(f"unknown landmark backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
+def check_backend(name: str = "dlib", detector: str = "hog", model_dir: str = "", device: str = "cpu") -> None:
+    """Fail fast on the driver: the errors ``make_backend`` would raise in every worker. dlib's
+    model files are only looked for (loading them costs ~0.7 s); fan is built, since only its
+    loader knows whether the weights can be had."""
+    if name == "dlib":
+        from faceswap.faces.dlib_backend import DlibBackend
+
+        DlibBackend.check(detector)
+        return
+    make_backend(name, detector, model_dir, device)
+
+
 def shape_confidence(points: np.ndarray) -> float:
     """How face-like a 68-point shape is: 1 on the mean face, 0 at a residual of 0.25
     (in units of the shape's RMS radius) after the best similarity fit."""

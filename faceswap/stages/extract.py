@@ -34,8 +34,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpe
 # dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
 # every this many of its frames, not on every frame.
 IDENTITY_EVERY_FRAMES = 32
-# JPEG crops: 0.15 ms and ~19 kB for a 256 px face, where PNG takes ~3.7 ms and ~90 kB.
-JPEG_QUALITY = 95
 # Each actor asks for this much CPU: two fit on two cores with room for Ray Data's own tasks.
 ACTOR_CPUS = 0.75
 
@@ -181,12 +179,16 @@ class ExtractShard:
     # One shard; every failure becomes a status row, counted and reported by run_extract.
     def process(self, shard: dict) -> dict:
         t0 = time.perf_counter()
+        from faceswap.faces.crop_writer import CropWriter
+
         self.records, self.failed = [], 0
         try:
-            if shard["kind"] == "video":
-                self._video(shard)
-            else:
-                self._images(shard)
+            # Crops are warped, encoded and stored on a thread; all are in the store before the Parquet.
+            with CropWriter(self.store, self.cfg.size, self.cfg.image_format) as self.crops:
+                if shard["kind"] == "video":
+                    self._video(shard)
+                else:
+                    self._images(shard)
             frames = shard["stop"] - shard["start"]
             if self.failed > self.cfg.max_failed_frames * frames:
                 raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
@@ -270,14 +272,8 @@ class ExtractShard:
             if distance > c.identity_threshold:
                 return
         matrix = align.alignment_matrix(face.landmarks, c.size, c.centering)
-        crop = align.warp_to_crop(rgb, matrix, c.size)
         key = check_key(f"faces/{shard['source']}/{index:08d}_{face.track:02d}.{c.image_format}")
-        params = ([cv2.IMWRITE_PNG_COMPRESSION, 1] if c.image_format == "png"
-                  else [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        ok, data = cv2.imencode(f".{c.image_format}", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise RuntimeError(f"cannot encode crop {key}")
-        self.store.write_bytes(key, data.tobytes())
+        self.crops.submit(key, rgb, matrix)
         self.records.append({
             "source": shard["source"], "shard": shard["id"], "frame": int(index), "timestamp_s": float(ts),
             "face": int(face.track), "bbox": face.bbox.tolist(), "landmarks": face.landmarks.reshape(-1).tolist(),
@@ -304,7 +300,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     """Extract a face set from ``cfg.inputs`` into ``cfg.out``; returns the summary printed at the end."""
     import ray
 
-    from faceswap.faces.backend import make_backend
+    from faceswap.faces.backend import check_backend, make_backend
     from faceswap.faces.identity import load_references
     from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
 
@@ -315,10 +311,10 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         raise InputError(f"extract: none of the inputs can be used ({'; '.join(b['error'] for b in bad)})")
     store = Store(cfg.out)
     store.check_writable()
-    backend = make_backend(cfg.backend, cfg.fan_detector if cfg.backend == "fan" else cfg.detector,
-                           cfg.model_dir, cfg.device)
-    refs = load_references(cfg.identity, backend if cfg.backend == "dlib" else None) if cfg.identity else None
-    del backend
+    check_backend(cfg.backend, cfg.fan_detector if cfg.backend == "fan" else cfg.detector, cfg.model_dir, cfg.device)
+    refs = None
+    if cfg.identity:  # the references' faces are found with the run's dlib detector (hog or cnn)
+        refs = load_references(cfg.identity, make_backend("dlib", cfg.detector) if cfg.backend == "dlib" else None)
 
     ensure_ray(None)
     workers = default_workers(cfg.workers, ACTOR_CPUS)
