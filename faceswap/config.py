@@ -44,7 +44,8 @@ class ExtractConfig:
     image_format: str = opt("jpg", "file format of the crops (jpg: quality 95, 25x faster to write and 1/4 the "
                                    "size of png; png: lossless)", choices=["jpg", "png"])
     min_face_px: int = opt(64, "smallest face side to find, in source pixels; sets the detection scale")
-    detect_every: int = opt(8, "run the full detector every K frames and track faces in between")
+    detect_every: int = opt(16, "run the full detector every K frames and track faces in between (a face "
+                                 "found late is followed back to the frame it appeared in; a cut re-detects at once)")
     smooth: float = opt(0.0, "temporal smoothing of landmarks, 0 (off) to 1 (heavy)")
     shard_frames: int = opt(0, "frames per shard (0: chosen from the video length and the cluster size)")
     workers: int = opt(0, "parallel extraction actors (0: as many as the cluster's CPUs allow)")

@@ -75,7 +75,7 @@ def test_target_found_in_every_frame_with_crops_and_manifest(target_run, clip):
     assert [(s["start"], s["stop"]) for s in manifest["shards"]] == [(0, 50), (50, 100)]
     assert sum(s["faces"] for s in manifest["shards"]) == len(rows)
     assert manifest["inputs"][0]["uri"] == clip["a_small.mp4"] and manifest["inputs"][0]["frames"] == 100
-    assert manifest["settings"]["detect_every"] == 8 and manifest["counts"]["faces"] == len(rows)
+    assert manifest["settings"]["detect_every"] == 16 and manifest["counts"]["faces"] == len(rows)
 
 
 def test_tracked_landmarks_match_full_detection_on_every_frame(target_run, clip):

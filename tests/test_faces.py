@@ -143,6 +143,45 @@ def test_tracker_drops_a_face_that_leaves_and_numbers_its_return(dlib_hog):
     assert all(i == [1] for i in ids[back:]), ids  # with a new id, kept from then on
 
 
+def test_tracker_backfills_a_face_that_appears_between_detections(dlib_hog):
+    img = data.astronaut()[:256, 100:356]  # the head alone (HOG also fires on the suit below it)
+    blank = np.full_like(img, 90)
+    # No face in frames 0-2; the face is in view from frame 3 on, moving; full detections at 0 and 8.
+    seq = [blank] * 3 + [_shift(img, 2 * i, i) for i in range(9)]
+    tracker = FaceTracker(dlib_hog, detect_every=8, min_face_px=80)
+    found = {}
+    for index, frame in enumerate(seq):
+        for face in tracker.update(frame, tag=index):
+            found.setdefault(index, []).append(face)
+        for tag, rgb, face in tracker.backfilled:
+            assert rgb is seq[tag]
+            found.setdefault(tag, []).append(face)
+        if index < 8:
+            assert index not in found, "found before the detection at frame 8"
+    assert sorted(found) == list(range(3, 12)), sorted(found)
+    assert all(len(f) == 1 and f[0].track == 0 for f in found.values())
+    assert tracker.stats["backfilled"] == 5 and tracker.stats["full_detections"] == 2, tracker.stats
+    for index in range(3, 8):  # back-filled landmarks agree with landmarks computed on that frame alone
+        ref = dlib_hog.landmarks(seq[index], [dlib_hog.detect(seq[index])[0]])[0][0]
+        err = np.linalg.norm(found[index][0].landmarks - ref, axis=1).mean() / align.inter_ocular(ref)
+        assert err < 0.03, (index, err)
+
+    off = FaceTracker(dlib_hog, detect_every=8, min_face_px=80, backfill=False)
+    seen = [i for i, frame in enumerate(seq) if off.update(frame, tag=i) or off.backfilled]
+    assert seen == list(range(8, 12))
+
+
+def test_a_cut_ends_the_track_before_the_next_recheck(dlib_hog):
+    img = data.astronaut()[:256, 100:356]
+    shot = [_shift(img, i, 0) for i in range(5)]
+    for other, expected in ((np.full_like(img, 90), [[]] * 3),  # a faceless shot: nothing reported
+                            (cv2.resize(_hopper(), (256, 256)), [[1]] * 3)):  # another face there: a new track
+        tracker = FaceTracker(dlib_hog, detect_every=16, check_every=4, min_face_px=80)
+        ids = [[f.track for f in tracker.update(frame)] for frame in shot + [other] * 3]
+        assert ids == [[0]] * 5 + expected, ids
+        assert tracker.stats["changed_looks"] == 1 and tracker.stats["full_detections"] == 2, tracker.stats
+
+
 def test_tracker_keeps_two_faces_apart(dlib_hog):
     a = cv2.resize(data.astronaut()[20:240, 120:320], (200, 220))
     b = cv2.resize(_hopper()[40:420, 120:420], (200, 253))[:220]

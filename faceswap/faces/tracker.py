@@ -11,14 +11,27 @@
 * A track keeps the relation between its detector box and its landmarks (in
   units of the landmarks' own size) from the last detection, so boxes predicted
   from landmarks follow the detector's convention whatever the backend.
+* On every frame a track must still look like itself: a 16x16 grey thumbnail of its
+  predicted box is compared with the last frame's (normalised cross-correlation).
+  Below `min_similarity` (a cut, an occlusion) the track ends and the full detector
+  runs on that frame: nothing is reported on whatever replaced the face, and a face
+  found in its place is a new track (so `--identity` judges it afresh).
 * A face the crop re-check does not confirm is not reported for that frame; a
   track missed `max_misses` times in a row, or whose landmarks stop looking like
   a face, is dropped. Either way the next frame runs the full detector. Track ids count up from 0 in order of first sight and are never reused.
+* Back-fill: a face the full detector finds for the first time may have been in view
+  since just after the previous full detection. The tracker keeps the frames since
+  then and follows the new face backwards through them (box from the later frame's
+  landmarks, a detector re-check on every one, landmarks), until the re-check fails, the
+  shape stops looking like a face, or it meets a face already reported there. Those
+  faces come out in ``backfilled`` after the ``update`` that found the face, so a long
+  ``detect_every`` costs no frames of a face that walks in between detections.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -34,6 +47,19 @@ class _Track:
     score: float              # last detector score
     misses: int = 0           # consecutive frames the detector re-check did not confirm it
     smoothed: np.ndarray | None = None
+    look: np.ndarray | None = None  # thumbnail signature of the last reported box
+
+
+@dataclass
+class _Past:
+    """A frame since the last full detection, kept for back-fill."""
+    tag: object               # the caller's (e.g. frame index and time)
+    rgb: np.ndarray
+    boxes: list = field(default_factory=list)  # boxes of the faces reported in it
+
+
+# Frames kept for back-fill, at most: detect_every of them, and no more than this many bytes.
+HISTORY_BYTES = 256 << 20
 
 
 def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -52,6 +78,22 @@ def _predict_box(track: _Track) -> np.ndarray:
     return (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
 
 
+def _look(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """A 16x16 grey thumbnail of ``box``, zero mean and unit norm (None: box off the frame or flat)."""
+    h, w = rgb.shape[:2]
+    x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
+    x1, y1 = int(min(w, box[2])), int(min(h, box[3]))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    step = max(1, min(x1 - x0, y1 - y0) // 32)  # read ~32x32 pixels of the box, not all of them
+    roi = np.ascontiguousarray(rgb[y0:y1:step, x0:x1:step])
+    thumb = cv2.resize(roi, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey = thumb.mean(axis=2).ravel() if thumb.ndim == 3 else thumb.ravel()
+    grey -= grey.mean()
+    norm = float(np.linalg.norm(grey))
+    return grey / norm if norm > 1e-3 else None
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -64,7 +106,8 @@ class FaceTracker:
     """Faces of consecutive frames of one shot: ``update(rgb) -> list[Face]`` per frame."""
 
     def __init__(self, backend, detect_every: int = 8, min_face_px: int = 64, smooth: float = 0.0,
-                 max_misses: int = 2, min_confidence: float = 0.3, check_every: int = 1):
+                 max_misses: int = 2, min_confidence: float = 0.3, check_every: int = 1,
+                 backfill: bool = True, min_similarity: float = 0.6):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if not 0.0 <= smooth < 1.0:
@@ -78,14 +121,19 @@ class FaceTracker:
         self.max_misses = int(max_misses)
         self.min_confidence = float(min_confidence)
         self.check_every = max(1, int(check_every))
-        self.stats = {"frames": 0, "full_detections": 0, "crop_checks": 0, "dropped": 0}
+        self.backfill = bool(backfill)
+        self.min_similarity = float(min_similarity)
+        self.stats = {"frames": 0, "full_detections": 0, "crop_checks": 0, "dropped": 0, "backfilled": 0,
+                      "changed_looks": 0}
         self.reset()
 
     def reset(self) -> None:
-        """Forget all tracks (a cut, a new shard); ids keep counting up."""
+        """Forget all tracks and kept frames (a cut, a new shard); ids keep counting up."""
         self._tracks: list[_Track] = []
         self._since_detect = None  # frames since the last full detection; None: detect now
         self._next_id = getattr(self, "_next_id", 0)
+        self._history: deque[_Past] = deque()
+        self.backfilled: list[tuple[object, np.ndarray, Face]] = []
 
     # -- detection ---------------------------------------------------------------
     def _detect_full(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,19 +169,66 @@ class FaceTracker:
                 best, best_iou = (b.astype(np.float32), float(sc)), o
         return best
 
+    # -- back-fill ---------------------------------------------------------------
+    def _follow_back(self, track: _Track) -> list[tuple[int, _Past, Face]]:
+        """A new track's faces in the kept frames as (frames ago, frame, face), newest first,
+        until it cannot be confirmed."""
+        out, points = [], track.points
+        for age, past in enumerate(reversed(self._history), start=1):
+            centre, radius = _frame_of(points)
+            box = (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
+            if any(iou(box, b) > 0.3 for b in past.boxes):
+                break  # that face is another track's there
+            hit = self._detect_near(past.rgb, box)
+            if hit is None:
+                break
+            (pts, conf), = self.backend.landmarks(past.rgb, [hit[0]])
+            if conf < self.min_confidence:
+                break
+            past.boxes.append(hit[0])
+            out.append((age, past, Face(bbox=hit[0], landmarks=pts, score=hit[1], track=track.id)))
+            points = pts
+        self.stats["backfilled"] += len(out)
+        return out
+
+    def _remember(self, tag, rgb: np.ndarray, full: bool, faces: list[Face]) -> None:
+        if not self.backfill:
+            return
+        if full:
+            self._history.clear()  # back-fill never reaches past the last full detection
+        limit = max(1, min(self.detect_every, HISTORY_BYTES // max(1, rgb.nbytes)))
+        while len(self._history) >= limit:
+            self._history.popleft()
+        self._history.append(_Past(tag, rgb, [f.bbox for f in faces]))
+
     # -- one frame ---------------------------------------------------------------
-    def update(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in this frame (tracks in id order)."""
+    def update(self, rgb: np.ndarray, tag=None) -> list[Face]:
+        """Faces in this frame (tracks in id order). Afterwards ``backfilled`` lists
+        (tag, frame, Face) of earlier frames, oldest first, for faces first found now; ``tag``
+        is handed back there with its frame."""
         self.stats["frames"] += 1
+        self.backfilled = []
+        # A track whose box no longer looks as it did a frame ago (a cut, an occlusion) ends here,
+        # and the full detector runs: a face in its place is a new track, judged afresh by --identity.
+        boxes: list[np.ndarray] = []
+        looks: list[np.ndarray | None] = []
+        kept: list[_Track] = []
+        for t in self._tracks:
+            box = _predict_box(t)
+            look = _look(rgb, box)
+            if t.look is not None and (look is None or float(t.look @ look) < self.min_similarity):
+                self.stats["changed_looks"] += 1
+                self._since_detect = None
+                continue
+            kept.append(t)
+            boxes.append(box)
+            looks.append(look)
+        self._tracks = kept
+        detected = [False] * len(boxes)
+
         full = self._since_detect is None or self._since_detect + 1 >= self.detect_every
         self._since_detect = 0 if full else self._since_detect + 1
         check = full or self._since_detect % self.check_every == 0
-
-        boxes: list[np.ndarray] = []
-        detected: list[bool] = []
-        for t in self._tracks:
-            boxes.append(_predict_box(t))
-            detected.append(False)
 
         new_boxes: list[tuple[np.ndarray, float]] = []
         if full:
@@ -156,20 +251,23 @@ class FaceTracker:
                     boxes[i], detected[i] = hit[0], True
                     t.score = hit[1]
 
+        fresh = set()
         for box, score in new_boxes:
             # A fresh detection on top of a live track is that track, not a new face.
             if any(iou(box, b) > 0.3 for b in boxes):
                 continue
+            fresh.add(self._next_id)
             self._tracks.append(_Track(self._next_id, np.zeros((68, 2), np.float32), np.zeros(4), score))
             self._next_id += 1
             boxes.append(box)
             detected.append(True)
+            looks.append(None)
 
         results = self.backend.landmarks(rgb, boxes) if boxes else []
         keep: list[_Track] = []
         faces: list[Face] = []
         lost = False
-        for t, box, hit, (pts, conf) in zip(self._tracks, boxes, detected, results):
+        for t, box, hit, look, (pts, conf) in zip(self._tracks, boxes, detected, looks, results):
             t.misses = 0 if hit else (t.misses + (1 if check else 0))
             duplicate = any(iou(box, f.bbox) > 0.5 for f in faces)  # two tracks on one face: keep the older
             if duplicate or conf < self.min_confidence or t.misses > self.max_misses:
@@ -186,9 +284,16 @@ class FaceTracker:
             keep.append(t)
             if t.misses:
                 continue  # alive for a frame or two in case it comes back, but not reported unconfirmed
+            t.look = look if not hit and look is not None else _look(rgb, box)  # hit: the box moved
             faces.append(Face(bbox=box, landmarks=t.smoothed, score=t.score if hit else t.score * conf,
                               track=t.id))
         self._tracks = keep
         if lost or any(t.misses for t in keep):
             self._since_detect = None  # a face was lost or is doubtful: full detection next frame
-        return sorted(faces, key=lambda f: f.track)
+        faces.sort(key=lambda f: f.track)
+        if self.backfill and fresh and self._history:
+            found = [x for t in keep if t.id in fresh and not t.misses for x in self._follow_back(t)]
+            found.sort(key=lambda x: (-x[0], x[2].track))  # oldest frame first, then track id
+            self.backfilled = [(past.tag, past.rgb, face) for _, past, face in found]
+        self._remember(tag, rgb, full, faces)
+        return faces

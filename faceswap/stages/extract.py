@@ -237,7 +237,10 @@ class ExtractShard:
                                          f"({type(exc).__name__}: {exc})") from None
                     break
                 next_frame = index + 1
-                for face in tracker.update(rgb):
+                faces = tracker.update(rgb, tag=(index, ts))
+                for (past_index, past_ts), past_rgb, face in tracker.backfilled:  # earlier frames, new faces
+                    self._keep(shard, past_index, past_ts, past_rgb, face, identities)
+                for face in faces:
                     self._keep(shard, index, ts, rgb, face, identities)
 
     def _images(self, shard: dict) -> None:
@@ -285,6 +288,7 @@ class ExtractShard:
         import pyarrow as pa
 
         schema = alignment_schema()
+        self.records.sort(key=lambda r: (r["frame"], r["face"]))  # back-filled faces come in late
         return pa.Table.from_pylist(self.records, schema=schema) if self.records else schema.empty_table()
 
 
