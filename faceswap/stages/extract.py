@@ -178,7 +178,7 @@ class ExtractShard:
 
     # One shard; every failure becomes a status row, counted and reported by run_extract.
     def process(self, shard: dict) -> dict:
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         from faceswap.faces.crop_writer import CropWriter
 
         self.records, self.failed = [], 0
@@ -206,6 +206,7 @@ class ExtractShard:
         return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
                 "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
                 "status": status, "error": error, "seconds": time.perf_counter() - t0,
+                "started": started, "finished": time.time(),
                 "node": ray.get_runtime_context().get_node_id()}
 
     def _tracker(self):
@@ -308,7 +309,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     from faceswap.faces.identity import load_references
     from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
 
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
     sources, bad = validate_inputs(cfg)
     if not sources:
@@ -393,6 +394,9 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         "seconds": round(seconds, 3), "frames_per_s": round(new_frames / seconds, 2) if seconds else 0.0,
         "faces_per_s": round(new_faces / seconds, 2) if seconds else 0.0, "workers": workers,
         "busy_s": round(sum(r["seconds"] for r in rows), 3),  # shard work inside the actors, summed
+        # From the command's start to the first shard's, and from the last shard's end to the summary.
+        "startup_s": round(min(r["started"] for r in rows) - started, 3) if rows else 0.0,
+        "finish_s": round(time.time() - max(r["finished"] for r in rows), 3) if rows else 0.0,
         "nodes": sorted({str(r["node"]) for r in rows}),
         "per_source": dict(per_source),
     }
