@@ -102,3 +102,24 @@ def test_warp_round_trip(astronaut_landmarks):
     assert err < 4, err
     # Outside the crop nothing is written.
     assert back[:10, :10].max() == 0
+
+
+def test_crop_writer_stores_the_aligned_crops_and_raises_a_failed_write(astronaut_landmarks, tmp_path):
+    from faceswap.faces.crop_writer import CropWriter
+    from faceswap.storage import Store
+
+    img, landmarks = astronaut_landmarks
+    matrix = align.alignment_matrix(landmarks, 128, "face")
+    store = Store(str(tmp_path / "store"))
+    with CropWriter(store, 128, "png", ahead=2) as writer:
+        for i in range(5):
+            writer.submit(f"faces/x/{i:08d}_00.png", img, matrix)
+    expected = align.warp_to_crop(img, matrix, 128)
+    for i in range(5):  # every crop is in the store when the block ends, pixel for pixel (PNG)
+        png = np.frombuffer(store.read_bytes(f"faces/x/{i:08d}_00.png"), np.uint8)
+        assert np.array_equal(cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), expected)
+
+    (tmp_path / "store" / "faces" / "y").write_text("a file where a folder must go")
+    with pytest.raises(FileExistsError):  # raised to the caller when the block ends, not lost in the thread
+        with CropWriter(store, 128, "jpg") as writer:
+            writer.submit("faces/y/00000000_00.jpg", img, matrix)
