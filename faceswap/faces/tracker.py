@@ -73,8 +73,9 @@ def _relate(box: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (box.reshape(2, 2) - centre).reshape(4) / radius
 
 
-def _predict_box(track: _Track) -> np.ndarray:
-    centre, radius = _frame_of(track.points)
+def _predict_box(track: _Track, points: np.ndarray | None = None) -> np.ndarray:
+    """The track's detector box placed on ``points`` (default: its last landmarks)."""
+    centre, radius = _frame_of(track.points if points is None else points)
     return (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
 
 
@@ -175,8 +176,7 @@ class FaceTracker:
         until it cannot be confirmed."""
         out, points = [], track.points
         for age, past in enumerate(reversed(self._history), start=1):
-            centre, radius = _frame_of(points)
-            box = (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
+            box = _predict_box(track, points)
             if any(iou(box, b) > 0.3 for b in past.boxes):
                 break  # that face is another track's there
             hit = self._detect_near(past.rgb, box)
