@@ -38,6 +38,30 @@ def test_umeyama_recovers_a_known_similarity():
         align.umeyama(np.ones((5, 2)), np.ones((5, 2)))
 
 
+def _umeyama_svd(src, dst):
+    """Umeyama's own recipe (SVD of the covariance, reflection corrected), as a reference."""
+    sm, dm = src.mean(axis=0), dst.mean(axis=0)
+    cov = (dst - dm).T @ (src - sm) / len(src)
+    u, sv, vt = np.linalg.svd(cov)
+    d = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    rot = u @ np.diag(d) @ vt
+    scale = (sv @ d) / (src - sm).var(axis=0).sum()
+    t = np.eye(3)
+    t[:2, :2], t[:2, 2] = scale * rot, dm - scale * rot @ sm
+    return t
+
+
+def test_umeyama_closed_form_matches_the_svd_solution():
+    rng = np.random.default_rng(7)
+    for k in range(300):
+        src = rng.normal(size=(51, 2)) * rng.uniform(1, 100)
+        t = _similarity(rng.uniform(-np.pi, np.pi), rng.uniform(0.05, 5), *rng.normal(size=2) * 300)
+        dst = src @ t[:2, :2].T + t[:2, 2] + rng.normal(scale=rng.uniform(0, 20), size=src.shape)
+        if k % 3 == 0:
+            dst = dst * [-1, 1]  # a mirrored target: the best proper rotation, as in the SVD recipe
+        assert np.allclose(align.umeyama(src, dst), _umeyama_svd(src, dst), rtol=1e-9, atol=1e-7)
+
+
 def test_mean_face_is_normalised_and_symmetric():
     m = align.MEAN_FACE_68
     assert m.shape == (68, 2) and m.min() >= 0 and m.max() <= 1
