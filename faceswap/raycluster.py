@@ -114,6 +114,13 @@ def cluster_cpus() -> int:
     return max(1, int(resources.get("CPU", os.cpu_count() or 1)))
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_workers(requested: int, cpus_per_worker: float) -> int:
     """Actors for a CPU stage: ``requested``, or as many as the CPUs allow, leaving headroom.
 

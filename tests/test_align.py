@@ -128,14 +128,15 @@ def test_warp_round_trip(astronaut_landmarks):
     assert back[:10, :10].max() == 0
 
 
-def test_crop_writer_stores_the_aligned_crops_and_raises_a_failed_write(astronaut_landmarks, tmp_path):
+@pytest.mark.parametrize("background", [True, False], ids=["thread", "inline"])
+def test_crop_writer_stores_the_aligned_crops_and_raises_a_failed_write(astronaut_landmarks, tmp_path, background):
     from faceswap.faces.crop_writer import CropWriter
     from faceswap.storage import Store
 
     img, landmarks = astronaut_landmarks
     matrix = align.alignment_matrix(landmarks, 128, "face")
     store = Store(str(tmp_path / "store"))
-    with CropWriter(store, 128, "png", ahead=2) as writer:
+    with CropWriter(store, 128, "png", ahead=2, background=background) as writer:
         for i in range(5):
             writer.submit(f"faces/x/{i:08d}_00.png", img, matrix)
     expected = align.warp_to_crop(img, matrix, 128)
@@ -144,6 +145,6 @@ def test_crop_writer_stores_the_aligned_crops_and_raises_a_failed_write(astronau
         assert np.array_equal(cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), expected)
 
     (tmp_path / "store" / "faces" / "y").write_text("a file where a folder must go")
-    with pytest.raises(FileExistsError):  # raised to the caller when the block ends, not lost in the thread
-        with CropWriter(store, 128, "jpg") as writer:
+    with pytest.raises(FileExistsError):  # raised to the caller (at the latest when the block ends)
+        with CropWriter(store, 128, "jpg", background=background) as writer:
             writer.submit("faces/y/00000000_00.jpg", img, matrix)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import cv2
@@ -13,7 +14,7 @@ from faceswap.config import ExtractConfig
 from faceswap.errors import InputError
 from faceswap.faces import align
 from faceswap.faces.backend import make_backend
-from faceswap.stages.extract import alignment_schema, run_extract
+from faceswap.stages.extract import ExtractShard, alignment_schema, run_extract
 from faceswap.storage import Store, check_key
 
 
@@ -123,6 +124,25 @@ def test_rerun_skips_finished_shards_with_identical_records(ray_local, target_ru
     resumed = run_extract(_cfg([clip["a_small.mp4"]], out), progress=False)
     assert resumed["shards_skipped"] == 1
     assert _records(store) == before
+
+
+def test_a_shard_gives_the_same_records_and_crops_with_and_without_worker_threads(ray_local, clip, tmp_path):
+    from faceswap.raycluster import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("the decode-ahead and crop-writer threads need a second core")
+    spec = {"id": "a-0", "kind": "video", "source": "a", "uri": clip["a_small.mp4"], "start": 10, "stop": 60}
+    stores = {}
+    for overlap in (True, False):  # threads where a core is free; inline on one core
+        cfg = _cfg([clip["a_small.mp4"]], tmp_path / f"overlap_{overlap}")
+        worker = ExtractShard(dataclasses.asdict(cfg), overlap=overlap)
+        assert worker.overlap is overlap
+        assert worker.process(spec)["status"] == "ok"
+        stores[overlap] = Store(cfg.out)
+    threaded, inline = (_records(stores[k]) for k in (True, False))
+    assert [r["frame"] for r in threaded] == list(range(10, 60)) and threaded == inline
+    for r in threaded[::10]:
+        assert stores[True].read_bytes(r["crop"]) == stores[False].read_bytes(r["crop"])
 
 
 def test_s3_store_gives_the_same_records_as_a_local_one(ray_local, target_run, clip, s3_store):

@@ -3,6 +3,9 @@
     caller: submit(key, frame, matrix) ──> thread: warp_to_crop -> JPEG/PNG encode -> store.write_bytes
     caller: flush() (or leaving the ``with`` block) waits for every crop; a failure is raised there
 
+``CropWriter(..., background=False)`` does the same work inside ``submit`` instead: for a
+worker that has one core, where a second thread only adds hand-offs and context switches.
+
 Warping, encoding and file writes release the GIL, so on a machine with a free core
 (an actor's decode thread rarely fills one) the crops cost the tracking loop almost
 nothing. The thread holds a reference to each frame until its crop is written; at most
@@ -36,10 +39,10 @@ class CropWriter:
     """``with CropWriter(store, size, fmt) as w: w.submit(key, rgb, matrix)``; crops are in the
     store when the block ends without an error."""
 
-    def __init__(self, store, size: int, image_format: str, ahead: int = 8):
+    def __init__(self, store, size: int, image_format: str, ahead: int = 8, background: bool = True):
         self.store, self.size, self.image_format = store, int(size), image_format
         self.ahead = max(1, int(ahead))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crop-writer")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crop-writer") if background else None
         self._pending: collections.deque[Future] = collections.deque()
 
     def _write(self, key: str, rgb: np.ndarray, matrix: np.ndarray) -> None:
@@ -48,6 +51,9 @@ class CropWriter:
 
     def submit(self, key: str, rgb: np.ndarray, matrix: np.ndarray) -> None:
         """Queue one crop; blocks while ``ahead`` crops wait; raises an earlier crop's failure."""
+        if self._pool is None:
+            self._write(key, rgb, matrix)
+            return
         while len(self._pending) >= self.ahead:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self._write, key, rgb, matrix))
@@ -62,7 +68,8 @@ class CropWriter:
         for f in self._pending:
             f.cancel()
         self._pending.clear()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def __enter__(self):
         return self

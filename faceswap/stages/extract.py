@@ -13,6 +13,7 @@ rerun skips it and produces the same records.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -159,8 +160,9 @@ class ExtractShard:
     Fan-out: 1 shard (~100-500 frames) -> one crop and one record per kept face per frame.
     """
 
-    def __init__(self, settings: dict, refs: list | None = None):
+    def __init__(self, settings: dict, refs: list | None = None, overlap: bool = True):
         from faceswap.faces.backend import make_backend
+        from faceswap.raycluster import usable_cores
         from faceswap.faces.identity import FaceEncoder
 
         self.cfg = ExtractConfig(**settings)
@@ -171,6 +173,9 @@ class ExtractShard:
         self.refs = np.asarray(refs, dtype=np.float32).reshape(-1, 128) if refs else None
         self.encoder = FaceEncoder() if self.refs is not None else None
         self.store = Store(c.out)
+        # Decode-ahead and crop-writer threads pay where this worker has a core to spare; on one
+        # core (the pool fills the node, or the process is pinned) they only add hand-offs.
+        self.overlap = bool(overlap) and usable_cores() > 1
 
     def __call__(self, batch: dict) -> dict:
         rows = [self.process(json.loads(spec)) for spec in batch["spec"]]
@@ -184,7 +189,7 @@ class ExtractShard:
         self.records, self.failed = [], 0
         try:
             # Crops are warped, encoded and stored on a thread; all are in the store before the Parquet.
-            with CropWriter(self.store, self.cfg.size, self.cfg.image_format) as self.crops:
+            with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
                 if shard["kind"] == "video":
                     self._video(shard)
                 else:
@@ -221,8 +226,9 @@ class ExtractShard:
 
         tracker, identities = self._tracker(), {}
         next_frame = shard["start"]
-        # Decoding runs a few frames ahead in a thread: it overlaps the tracking where a core is free.
-        with local_input(shard["uri"]) as path, Prefetch(iter_frames(path, shard["start"], shard["stop"])) as frames:
+        # Decoding runs a few frames ahead in a thread where a core is free to overlap it with tracking.
+        ahead = Prefetch if self.overlap else contextlib.closing
+        with local_input(shard["uri"]) as path, ahead(iter_frames(path, shard["start"], shard["stop"])) as frames:
             while True:
                 try:
                     index, ts, rgb = next(frames)
@@ -307,7 +313,8 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
     from faceswap.faces.backend import check_backend, make_backend
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
+    from faceswap.raycluster import (cluster_cpus, cpu_stage_resources, default_workers, ensure_ray,
+                                     stage_runtime_env)
 
     t0, started = time.perf_counter(), time.time()
     # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
@@ -332,12 +339,14 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         bars = ctx.enable_progress_bars
         ctx.enable_progress_bars = progress
         pool = max(1, min(workers, len(todo)))
+        # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
+        overlap = cluster_cpus() / pool >= 1.5
         try:
             ds = ray.data.from_items([{"spec": json.dumps(s)} for s in todo], override_num_blocks=len(todo))
             ds = ds.map_batches(
                 ExtractShard, batch_size=1,  # one shard per call: a shard is already minutes of work
                 fn_constructor_kwargs={"settings": dataclasses.asdict(cfg),
-                                       "refs": None if refs is None else refs.tolist()},
+                                       "refs": None if refs is None else refs.tolist(), "overlap": overlap},
                 # All actors start at once (the shard count is known) and hold one shard each, so a
                 # shard never queues behind a busy actor while another one idles.
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
