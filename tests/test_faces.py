@@ -171,6 +171,22 @@ def test_tracker_backfills_a_face_that_appears_between_detections(dlib_hog):
     assert seen == list(range(8, 12))
 
 
+def test_tracker_detects_more_often_when_few_frames_fit_the_backfill_memory(dlib_hog, monkeypatch):
+    from faceswap.faces import tracker as tracker_module
+
+    img = data.astronaut()[:256, 100:356]
+    monkeypatch.setattr(tracker_module, "HISTORY_BYTES", 4 * img.nbytes)  # as a 4K frame against 256 MB
+    seq = [np.full_like(img, 90)] * 3 + [_shift(img, 2 * i, i) for i in range(9)]
+    tracker = FaceTracker(dlib_hog, detect_every=8, min_face_px=80)
+    found = set()
+    for index, frame in enumerate(seq):
+        found |= {index for _ in tracker.update(frame, tag=index)} | {tag for tag, _, _ in tracker.backfilled}
+    # Full detections at 0, 4 and 8 (every 4 frames: what the memory holds), not at 0 and 8 alone:
+    # frame 3 is still reached.
+    assert sorted(found) == list(range(3, 12)), sorted(found)
+    assert tracker.stats["full_detections"] == 3 and tracker.stats["backfilled"] == 1, tracker.stats
+
+
 def test_a_cut_ends_the_track_before_the_next_recheck(dlib_hog):
     img = data.astronaut()[:256, 100:356]
     shot = [_shift(img, i, 0) for i in range(5)]

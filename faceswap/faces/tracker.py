@@ -21,7 +21,8 @@
   a face, is dropped. Either way the next frame runs the full detector. Track ids count up from 0 in order of first sight and are never reused.
 * Back-fill: a face the full detector finds for the first time may have been in view
   since just after the previous full detection. The tracker keeps the frames since
-  then and follows the new face backwards through them (box from the later frame's
+  then (at most HISTORY_BYTES of them: where fewer than ``detect_every`` frames fit, as at
+  4K, the full detector runs that much more often) and follows the new face backwards through them (box from the later frame's
   landmarks, a detector re-check on every one, landmarks), until the re-check fails, the
   shape stops looking like a face, or it meets a face already reported there. Those
   faces come out in ``backfilled`` after the ``update`` that found the face, so a long
@@ -191,12 +192,20 @@ class FaceTracker:
         self.stats["backfilled"] += len(out)
         return out
 
+    def _history_frames(self, rgb: np.ndarray) -> int:
+        return max(1, min(self.detect_every, HISTORY_BYTES // max(1, rgb.nbytes)))
+
+    def _detect_every(self, rgb: np.ndarray) -> int:
+        """Frames between full detections: ``detect_every``, or fewer where the kept frames could
+        not reach back to the last full detection (4K and up), so back-fill still covers them all."""
+        return self._history_frames(rgb) if self.backfill else self.detect_every
+
     def _remember(self, tag, rgb: np.ndarray, full: bool, faces: list[Face]) -> None:
         if not self.backfill:
             return
         if full:
             self._history.clear()  # back-fill never reaches past the last full detection
-        limit = max(1, min(self.detect_every, HISTORY_BYTES // max(1, rgb.nbytes)))
+        limit = self._history_frames(rgb)
         while len(self._history) >= limit:
             self._history.popleft()
         self._history.append(_Past(tag, rgb, [f.bbox for f in faces]))
@@ -226,7 +235,7 @@ class FaceTracker:
         self._tracks = kept
         detected = [False] * len(boxes)
 
-        full = self._since_detect is None or self._since_detect + 1 >= self.detect_every
+        full = self._since_detect is None or self._since_detect + 1 >= self._detect_every(rgb)
         self._since_detect = 0 if full else self._since_detect + 1
         check = full or self._since_detect % self.check_every == 0
 
