@@ -67,24 +67,8 @@ STORE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID"
                   "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
 
 
-# glibc >= 2.35: the heap asks the kernel for transparent huge pages (madvise mode is the
-# common default). dlib's 68-point predictor keeps ~65 MB of tree leaves in 120,000 small heap
-# blocks and reads ~7,500 of them per face; on 2 MB pages its page walks mostly vanish
-# (extract ~5-10 % faster a core, benchmarks/RESULTS.md). Other C libraries ignore it.
-HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
-
-
-def huge_page_heap_env() -> dict[str, str]:
-    """GLIBC_TUNABLES for a worker, with huge pages for the heap unless the user set that tunable."""
-    current = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in current:
-        return {"GLIBC_TUNABLES": current}
-    return {"GLIBC_TUNABLES": ":".join(filter(None, (current, HUGE_PAGE_TUNABLE)))}
-
-
-def stage_runtime_env(secrets: bool = True, huge_pages: bool = False) -> dict | None:
-    """The driver's object-store settings for a stage's workers (and, with ``huge_pages``,
-    `huge_page_heap_env`).
+def stage_runtime_env(secrets: bool = True) -> dict | None:
+    """The driver's object-store settings for a stage's workers.
 
     They may have been set after Ray started (a test, a notebook), and then the
     workers would not inherit them. The secret key and session token go through
@@ -94,8 +78,6 @@ def stage_runtime_env(secrets: bool = True, huge_pages: bool = False) -> dict | 
     """
     shared = not secrets or share_secrets()
     env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ and (not shared or k not in SECRET_VARS)}
-    if huge_pages:
-        env.update(huge_page_heap_env())
     return {"env_vars": env} if env else None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 
 import cv2
 import numpy as np
@@ -144,35 +143,6 @@ def test_a_shard_gives_the_same_records_and_crops_with_and_without_worker_thread
     assert [r["frame"] for r in threaded] == list(range(10, 60)) and threaded == inline
     for r in threaded[::10]:
         assert stores[True].read_bytes(r["crop"]) == stores[False].read_bytes(r["crop"])
-
-
-def test_extract_workers_keep_the_landmark_model_on_huge_pages(ray_local, monkeypatch):
-    import ray
-
-    from faceswap.raycluster import huge_page_heap_env, stage_runtime_env
-
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")  # the user's own tunables are kept
-    assert huge_page_heap_env() == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")  # and a user's choice wins
-    assert huge_page_heap_env() == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
-    monkeypatch.delenv("GLIBC_TUNABLES")
-    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
-    if not os.path.exists(thp) or "[never]" in open(thp).read():
-        pytest.skip("this kernel gives no transparent huge pages")
-    libc, version = platform.libc_ver()
-    if libc != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 35):
-        pytest.skip(f"{libc} {version} has no glibc.malloc.hugetlb tunable (glibc >= 2.35)")
-
-    @ray.remote
-    def huge_kb_after_loading_the_predictor():
-        from faceswap.faces.dlib_backend import DlibBackend
-
-        DlibBackend()
-        rollup = open("/proc/self/smaps_rollup").read().splitlines()
-        return int(next(line.split()[1] for line in rollup if line.startswith("AnonHugePages:")))
-
-    assert ray.get(huge_kb_after_loading_the_predictor.options(
-        runtime_env=stage_runtime_env(huge_pages=True)).remote()) >= 32 * 1024
 
 
 def test_s3_store_gives_the_same_records_as_a_local_one(ray_local, target_run, clip, s3_store):

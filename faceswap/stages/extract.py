@@ -353,7 +353,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
                                                    max_tasks_in_flight_per_actor=1),
                 num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
                 resources=cpu_stage_resources() or None,
-                runtime_env=stage_runtime_env(huge_pages=True))
+                runtime_env=stage_runtime_env())
             rows = ds.take_all()
         finally:
             ctx.enable_progress_bars = bars
