@@ -7,6 +7,9 @@ weights are on this machine (skipped, with the reason, when they are not).
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -122,6 +125,25 @@ def test_tracker_follows_a_moving_face(backend, dlib_hog):
     assert len(tracks) == 1, "one face, one track id"
     assert tracker.stats["full_detections"] <= 3, tracker.stats
     assert max(errs) < (0.03 if backend.name == "dlib" else 0.10), errs
+
+
+def test_the_landmark_model_is_loaded_onto_huge_pages():
+    thp = "/sys/kernel/mm/transparent_hugepage/enabled"
+    if not os.path.exists(thp) or "[never]" in open(thp).read():
+        pytest.skip("this kernel gives no transparent huge pages")
+    if tuple(int(v) for v in platform.release().split(".")[:2]) < (6, 1):
+        pytest.skip(f"Linux {platform.release()} has no MADV_COLLAPSE (6.1 and later)")
+
+    def huge_mb(code: str) -> int:  # a fresh process: nothing of an earlier model in its heap
+        out = subprocess.run([sys.executable, "-c", code + "\nrollup = open('/proc/self/smaps_rollup').read()\n"
+                              "print(next(l.split()[1] for l in rollup.splitlines() if l.startswith('AnonHuge')))"],
+                             capture_output=True, text=True, check=True).stdout
+        return int(out) // 1024
+
+    load = "from faceswap.faces.dlib_backend import DlibBackend\nbackend = DlibBackend()"
+    assert huge_mb(load) >= 48  # the predictor's ~65 MB of leaves
+    plain = "import contextlib, faceswap.heap as h\nh.model_on_huge_pages = contextlib.nullcontext\n" + load
+    assert huge_mb(plain) < 8  # and only because the backend asked for it
 
 
 # -- tracker (dlib) --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from faceswap.errors import ConfigError
 from faceswap.faces import models
 from faceswap.faces.backend import as_boxes, shape_confidence
+from faceswap.heap import model_on_huge_pages
 
 # HOG scores below 0 are rejected by dlib's default threshold; a region where a
 # face was a frame ago may keep a weaker one (half-profile, motion blur).
@@ -36,7 +37,8 @@ class DlibBackend:
             self._hog = dlib.get_frontal_face_detector()
         else:
             self._cnn = dlib.cnn_face_detection_model_v1(models.model_path(models.MMOD_DETECTOR))
-        self._predictor = dlib.shape_predictor(models.model_path(models.SHAPE_PREDICTOR_68))
+        with model_on_huge_pages():  # its ~65 MB of tree leaves are read at random, per face
+            self._predictor = dlib.shape_predictor(models.model_path(models.SHAPE_PREDICTOR_68))
 
     @staticmethod
     def check(detector: str = "hog") -> None:
