@@ -21,12 +21,13 @@
   a face, is dropped. Either way the next frame runs the full detector. Track ids count up from 0 in order of first sight and are never reused.
 * Back-fill: a face the full detector finds for the first time may have been in view
   since just after the previous full detection. The tracker keeps the frames since
-  then (at most HISTORY_BYTES of them: where fewer than ``detect_every`` frames fit, as at
-  4K, the full detector runs that much more often) and follows the new face backwards through them (box from the later frame's
-  landmarks, a detector re-check on every one, landmarks), until the re-check fails, the
-  shape stops looking like a face, or it meets a face already reported there. Those
-  faces come out in ``backfilled`` after the ``update`` that found the face, so a long
-  ``detect_every`` costs no frames of a face that walks in between detections.
+  then (at most HISTORY_BYTES of them: where fewer than ``detect_every`` frames fit, as
+  at 4K, the full detector runs that much more often) and follows the new face backwards
+  through them (box from the later frame's landmarks, a detector re-check on every one,
+  landmarks), until the re-check fails, the shape stops looking like a face, or it meets
+  a face already reported there. Those faces come out in ``backfilled`` after the
+  ``update`` that found the face, so a long ``detect_every`` costs no frames of a face
+  that walks in between detections.
 """
 
 from __future__ import annotations

@@ -162,8 +162,8 @@ class ExtractShard:
 
     def __init__(self, settings: dict, refs: list | None = None, overlap: bool = True):
         from faceswap.faces.backend import make_backend
-        from faceswap.raycluster import usable_cores
         from faceswap.faces.identity import FaceEncoder
+        from faceswap.raycluster import usable_cores
 
         self.cfg = ExtractConfig(**settings)
         c = self.cfg
@@ -188,7 +188,8 @@ class ExtractShard:
 
         self.records, self.failed = [], 0
         try:
-            # Crops are warped, encoded and stored on a thread; all are in the store before the Parquet.
+            # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store
+            # before the Parquet.
             with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
                 if shard["kind"] == "video":
                     self._video(shard)
