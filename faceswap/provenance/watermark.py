@@ -83,7 +83,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib.util
 import math
 import os
 from collections.abc import Iterable
@@ -376,17 +375,12 @@ class WatermarkResult:
 class FaceAligner:
     """dlib HOG detector + 68-point landmarks -> canonical luma grids."""
 
-    def __init__(self, model_dir: str = ""):
+    def __init__(self):
         import dlib
 
-        if not model_dir:
-            spec = importlib.util.find_spec("face_recognition_models")
-            if spec is None or spec.origin is None:
-                raise InputError("face_recognition_models: not installed (needed for dlib landmarks)")
-            model_dir = os.path.join(os.path.dirname(spec.origin), "models")
-        path = os.path.join(model_dir, "shape_predictor_68_face_landmarks.dat")
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: dlib 68-point landmark model not found")
+        from faceswap.faces import models
+
+        path = models.model_path(models.SHAPE_PREDICTOR_68)
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(path)
 
