@@ -3,7 +3,7 @@
     python benchmarks/convert.py [--out DIR] [--frames N]
 
 Prints frames/s of:
-  decode+encode only     decord decode -> SegmentWriter, no model (the ceiling)
+  decode+encode only     decode (the pipeline's decoder) -> SegmentWriter, no model (the ceiling)
   batch-1 per-face loop  decode -> crop -> model on one face -> paste -> encode, single process
   pipeline, 1 worker     `run_convert` on local Ray, one actor
   pipeline, 2 workers    the same with two actors

@@ -3,7 +3,7 @@
     python benchmarks/extract.py [--copies 32] [--naive-frames 40] [--json FILE]
 
 Prints frames/s of:
-  decode-only      decord, one thread, every frame (the ceiling for one core); best of 3 passes
+  decode-only      the pipeline's decoder (PyAV), one thread, every frame (the ceiling for one core); best of 3 passes
   naive loop       dlib HOG on the full-resolution frame, every frame, + 68 landmarks:
                    upsample 0 (the fastest plain loop) and upsample 1 (dlib's examples and
                    face_recognition's default, what a plain script runs; the better of 2 runs)

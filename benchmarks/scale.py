@@ -273,11 +273,10 @@ def check_barcodes(path: str, expected_frames: int, samples: int) -> dict:
 
     info = probe(path)
     indices = np.unique(np.linspace(0, info.frames - 1, samples).round().astype(int))
-    decoder = "pyav" if info.frames > 20_000 else "decord"
     t0 = time.perf_counter()
     bad, read = [], []
     for i in indices.tolist():
-        (index, _, rgb), = list(iter_frames(path, i, i + 1, rotation=info.rotation, decoder=decoder))
+        (index, _, rgb), = list(iter_frames(path, i, i + 1, rotation=info.rotation))
         code = read_barcode(rgb)
         read.append(code)
         if index != i or code != i % (1 << 20):

@@ -8,8 +8,8 @@
         run_extract on the same store (every shard done: it only writes the manifest)
         child process 2: ConvertShard.__call__ over every shard of the film, in order   -> RSS after each
 This is what one Ray Data actor does over a film, without the pool around it, so the curve is the
-worker's own. `--decoder decord` forces the decord path (what short files, VFR sources and
-Matroska take), `pyav` the path of long constant-rate mp4/mov. Growth is measured as in
+worker's own. `--decoder decord` forces the decord path (files whose frames carry no pts),
+`pyav` the default path. Growth is measured as in
 scale.py: peak RSS after the first 10% of shards over the peak of the first 10%, minus 1.
 Writes <out>/shard_memory_<decoder>.json.
 """
@@ -37,10 +37,8 @@ def growth(rss_mb: list[float]) -> float:
 def force_decoder(decoder: str) -> None:
     import faceswap.video.decode as decode
 
-    if decoder == "decord":
-        decode.LONG_VIDEO_FRAMES = 10**12
-    elif decoder == "pyav":
-        decode.LONG_VIDEO_FRAMES = 1
+    if decoder != "auto":
+        decode.choose_decoder = lambda path: decoder
 
 
 def child(args) -> int:
@@ -113,7 +111,7 @@ def run_child(args, stage: str, trim: bool) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=3.0, help="film length (320x180, 25 fps)")
-    ap.add_argument("--decoder", default="decord", choices=["decord", "pyav", "auto"])
+    ap.add_argument("--decoder", default="auto", choices=["auto", "pyav", "decord"])
     ap.add_argument("--shard-frames", type=int, default=150)
     ap.add_argument("--out", default="/tmp/faceswap-shard-memory")
     # internal: one child measurement

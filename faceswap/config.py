@@ -55,6 +55,9 @@ class ExtractConfig:
                               "face whose landmarks stop looking like a face is re-detected at once)")
     fan_detector: str = opt("sfd", "face detector of the fan backend", choices=["sfd", "blazeface"])
     device: str = opt("cpu", "torch device of the fan backend (cpu, cuda)")
+    decoder: str = opt("auto", "video decoder: auto (PyAV wherever frames carry timestamps, else decord), pyav, or "
+                               "decord (decodes ahead to the end of the file: memory grows with the film)",
+                       choices=["auto", "pyav", "decord"])
 
 
 @dataclass

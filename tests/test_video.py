@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -198,13 +200,41 @@ def test_iter_frames_refuses_range_past_the_end(clip, decoder):
         list(iter_frames(clip, 90, 101, decoder=decoder))
 
 
-def test_long_constant_rate_mp4_uses_pyav(made, clip, monkeypatch):
-    assert choose_decoder(clip) == "decord"  # short: decord's open-time index scan is cheap
-    monkeypatch.setattr(decode, "LONG_VIDEO_FRAMES", 50)
-    assert choose_decoder(clip) == "pyav"
-    assert choose_decoder(made / "vfr.mp4") == "decord"  # pts -> index needs constant spacing
-    assert choose_decoder(made / "a.mkv") == "decord"  # no per-frame container index to check it on
+def test_pyav_names_frames_by_timestamp_in_every_container(made, clip):
+    assert choose_decoder(clip) == "pyav"  # constant rate, proven by the mp4 index
+    assert choose_decoder(made / "vfr.mp4") == "pyav"  # through the pts table
+    assert choose_decoder(made / "a.mkv") == "pyav"  # Matroska indexes keyframes only: pts table
     assert [read_barcode(rgb) for _, _, rgb in iter_frames(clip, 61, 70)] == list(range(61, 70))
+    vfr = list(iter_frames(made / "vfr.mp4", 15, 30, decoder="pyav"))  # across the dropped frames 20..29
+    assert [i for i, _, _ in vfr] == list(range(15, 30))
+    assert [read_barcode(rgb) for _, _, rgb in vfr] == [*range(15, 20), *range(30, 40)]
+    assert [ts for _, ts, _ in vfr] == pytest.approx([c / FPS for c in [*range(15, 20), *range(30, 40)]], abs=1e-3)
+    mkv = list(iter_frames(made / "a.mkv", 37, 83, decoder="pyav"))
+    assert [(i, read_barcode(rgb)) for i, _, rgb in mkv] == [(i, i) for i in range(37, 83)]
+    assert [ts for _, ts, _ in mkv] == pytest.approx([i / FPS for i in range(37, 83)], abs=1e-3)
+
+
+def test_a_range_from_a_long_film_decodes_on_demand(tmp_path):
+    """A shard of a long film must not decode the rest of the film into memory. decord's reader
+    does (its first next() floods the decoder with packets: +180 MB here); the default must not."""
+    film = tmp_path / "long.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "1500", "-c:v", "libx264",
+                "-preset", "ultrafast", "-g", "250", str(film)], "long film")
+    script = (
+        "import sys, time\n"
+        "from faceswap.video.decode import iter_frames\n"
+        "def rss():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024\n"
+        "frames = iter_frames(sys.argv[1], 700, 1500)\n"
+        "next(frames)\n"
+        "before = rss()\n"
+        "for _ in range(10):\n"
+        "    next(frames)\n"
+        "    time.sleep(0.05)  # a worker busy with the frame: a decoder thread would run ahead meanwhile\n"
+        "print(rss() - before)\n"
+    )
+    grown = subprocess.run([sys.executable, "-c", script, str(film)], capture_output=True, text=True, check=True)
+    assert int(grown.stdout.strip().splitlines()[-1]) < 32 << 20  # 10 frames of 230 KB, not 790
 
 
 @pytest.mark.parametrize("decoder", ["decord", "pyav"])

@@ -229,7 +229,8 @@ class ExtractShard:
         next_frame = shard["start"]
         # Decoding runs a few frames ahead in a thread where a core is free to overlap it with tracking.
         ahead = Prefetch if self.overlap else contextlib.closing
-        with local_input(shard["uri"]) as path, ahead(iter_frames(path, shard["start"], shard["stop"])) as frames:
+        with (local_input(shard["uri"]) as path,
+              ahead(iter_frames(path, shard["start"], shard["stop"], decoder=self.cfg.decoder)) as frames):
             while True:
                 try:
                     index, ts, rgb = next(frames)

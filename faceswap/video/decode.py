@@ -1,17 +1,21 @@
 """Decode an exact frame range, as displayed.
 
     path, [start, stop) -> decoder choice:
-        decord (default): one VideoReader -> seek_accurate(start) -> next() sequentially
-        pyav (long constant-rate mp4/mov): seek to the keyframe before `start` -> decode -> index = pts / frame ticks
+        pyav (default): seek to the keyframe before `start` -> decode -> index from the frame's pts
+                        (constant rate: pts / frame ticks; otherwise the pts table of the file's packets)
+        decord (files whose frames carry no pts, or on request): one VideoReader -> seek_accurate(start) -> next()
     -> rotate by the display matrix where the decoder did not -> (index, timestamp_s, rgb uint8 HxWx3) -> closed
 
-Why two decoders: decord builds its frame index on open by reading every packet
-of the file (dmlc/decord#296), about 3 s for a 3-hour film even at 320x180 and
-growing with its bytes, paid again by every shard. Above LONG_VIDEO_FRAMES a
-constant-rate file whose container index proves the spacing regular is decoded
-with PyAV instead, which seeks from the container index and maps each frame's
-pts to its index exactly. Everything else (short files, VFR, Matroska) uses
-decord. Both are checked frame-exact against barcodes in tests/test_video.py.
+Why PyAV first: decord's reader decodes ahead without bound. Its first `next()` after a
+seek pushes packets until the decoder thread returns a frame, hundreds of them, and the
+thread then decodes all of those into memory (0.9 GB for a 200-frame shard taken from a
+1000-frame 720p file, 3x the decoding the shard needs; at 4K a worker's memory is gone).
+It also builds its frame index on open by reading every packet of the file
+(dmlc/decord#296), paid again by every shard. PyAV decodes on demand in the caller's
+thread; `Prefetch` bounds how far ahead it runs. Frames are named exactly: a constant-rate
+mp4/mov by pts / ticks once its container index proves the spacing regular, anything else
+(VFR, Matroska, WebM) through the table of every frame's pts that probing demuxes anyway.
+Both decoders are checked frame-exact against barcodes in tests/test_video.py.
 
 Rotation: source builds of decord ignore the display matrix, while the PyPI wheel
 (bundling FFmpeg 4.1, which still exported it as a "rotate" tag) applies it. Which
@@ -36,10 +40,8 @@ import numpy as np
 from faceswap.errors import InputError
 from faceswap.video.encode import SegmentWriter
 from faceswap.video.ffmpeg import run_ffmpeg
+from faceswap.video.probe import frame_pts
 from faceswap.video.probe import rotation as display_rotation
-
-LONG_VIDEO_FRAMES = 20_000  # ~13 min at 25 fps: from here decord's per-open scan costs more than a shard's decode
-
 
 @functools.cache
 def decord_applies_rotation() -> bool:
@@ -69,8 +71,13 @@ def _file_key(path: str) -> tuple[str, int, int] | None:
 # Per-process caches of facts about a file, keyed by (path, size, mtime): an actor decodes
 # hundreds of shards of one film, and reading the index of a 3-hour mp4 costs ~0.3 s.
 @functools.lru_cache(maxsize=64)
-def _cached_decoder(key: tuple[str, int, int], long_frames: int) -> str:
-    return _choose_decoder(key[0], long_frames)
+def _cached_decoder(key: tuple[str, int, int]) -> str:
+    return _choose_decoder(key[0])
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_clock(key: tuple[str, int, int]) -> _FrameClock | None:
+    return _frame_clock(key[0])
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,29 +86,71 @@ def _cached_rotation(key: tuple[str, int, int]) -> int:
 
 
 def choose_decoder(path: str | os.PathLike) -> str:
-    """"pyav" for a long file whose container index shows constant frame spacing, else "decord"."""
+    """"pyav" where the frames can be named by their timestamps (nearly every file), else "decord"."""
     path = os.fspath(path)
     key = _file_key(path)
-    return _cached_decoder(key, LONG_VIDEO_FRAMES) if key else _choose_decoder(path, LONG_VIDEO_FRAMES)
+    return _cached_decoder(key) if key else _choose_decoder(path)
 
 
-def _choose_decoder(path: str, long_frames: int) -> str:
+def _choose_decoder(path: str) -> str:
     try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                return "decord"
-            stream = container.streams.video[0]
-            if stream.frames <= long_frames or not stream.average_rate:
-                return "decord"
-            entries = stream.index_entries  # mp4/mov: every sample, read from the moov box, no packet I/O
-            if len(entries) != stream.frames:
-                return "decord"
-            ticks = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
-    except av.FFmpegError:
+        return "pyav" if _frame_clock(path) is not None else "decord"
+    except InputError:
         return "decord"  # decord then reports the problem with the file
+
+
+class _FrameClock:
+    """Frame index <-> presentation timestamp of one video stream.
+
+    Constant rate, proven by the container's sample index (mp4/mov): index = (pts - first) / ticks,
+    no packet I/O. Otherwise (VFR, Matroska, WebM, ...): the table of every frame's pts from one
+    demux pass over the packets (seconds for a 3-hour film; once per process and file).
+    """
+
+    def __init__(self, first_pts: int, frames: int, ticks: float = 0.0, table: np.ndarray | None = None):
+        self.first_pts, self.frames, self.ticks, self.table = first_pts, frames, ticks, table
+
+    def pts(self, index: int) -> int:
+        if self.table is not None:
+            return int(self.table[index])
+        return self.first_pts + round(index * self.ticks)
+
+    def index(self, pts: int) -> int | None:
+        """The frame shown at ``pts``; None for a decoded frame that is not one of the stream's
+        (an edit-list trim)."""
+        if self.table is None:
+            return round((pts - self.first_pts) / self.ticks)
+        i = int(np.searchsorted(self.table, pts))
+        return i if i < self.frames and self.table[i] == pts else None
+
+
+def _constant_rate_clock(path: str) -> _FrameClock | None:
+    with av.open(path) as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        if not stream.average_rate or not stream.frames:
+            return None
+        entries = stream.index_entries  # mp4/mov: every sample, read from the moov box, no packet I/O
+        if len(entries) != stream.frames or any(e.is_discard for e in entries):
+            return None
+        ticks = np.fromiter((e.timestamp for e in entries), np.int64, len(entries))
+        first_pts, frames = stream.start_time or 0, stream.frames
+        per_frame = 1.0 / float(stream.average_rate * stream.time_base)
     spacing = np.diff(ticks)
     regular = spacing.size and spacing.min() > 0 and spacing.max() - spacing.min() <= 1
-    return "pyav" if regular else "decord"
+    return _FrameClock(first_pts, frames, ticks=per_frame) if regular else None
+
+
+def _frame_clock(path: str) -> _FrameClock | None:
+    try:
+        clock = _constant_rate_clock(path)
+    except av.FFmpegError:
+        clock = None
+    if clock is None:
+        table = frame_pts(path)  # InputError for what is not a readable video
+        clock = _FrameClock(int(table[0]), len(table), table=table) if table is not None and table.size else None
+    return clock
 
 
 def iter_frames(
@@ -117,7 +166,7 @@ def iter_frames(
 
     `rotation` (counter-clockwise degrees, as `probe` reports) is read from the file when None.
     `threads` defaults to 1: decoding runs inside Ray actors that each hold a fraction of a CPU.
-    `decoder`: "auto" (see the module docstring), "decord" or "pyav" (constant frame rate only).
+    `decoder`: "auto" (pyav where the frames carry timestamps, see the module docstring), "pyav" or "decord".
     Timestamps are the stream's own, so variable-frame-rate sources keep their true timing.
     """
     path = os.fspath(path)
@@ -164,35 +213,36 @@ def _iter_decord(path: str, start: int, stop: int, rotation: int, threads: int):
 
 
 def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
+    key = _file_key(path)
+    clock = _cached_clock(key) if key else _frame_clock(path)
+    if clock is None:
+        raise InputError(f"{path}: frames carry no timestamps to number them by (decode it with decord)")
+    if not 0 <= start <= stop <= clock.frames:
+        raise InputError(f"{path}: frame range [{start}, {stop}) outside the decoded 0..{clock.frames} frames")
+    if start == stop:
+        return
     with av.open(path) as container:
         stream = container.streams.video[0]
-        total = stream.frames
-        if not 0 <= start <= stop <= total:
-            raise InputError(f"{path}: frame range [{start}, {stop}) outside the decoded 0..{total} frames")
-        if start == stop:
-            return
         stream.codec_context.thread_count = threads
-        first_pts = stream.start_time or 0
-        ticks_per_frame = 1.0 / float(stream.average_rate * stream.time_base)
+        time_base = stream.time_base
         turns = (rotation // 90) % 4
         back_frames = 0
         while True:
             # Seek to the keyframe at or before the target; if the demuxer lands after `start`
-            # (B-frame reordering), step further back and try again.
-            target = first_pts + round((start - back_frames) * ticks_per_frame)
-            container.seek(max(target, first_pts), stream=stream, backward=True)
+            # (B-frame reordering, an index that only lists some keyframes), step further back.
+            container.seek(clock.pts(start - back_frames), stream=stream, backward=True)
             expected = start
             for frame in container.decode(stream):
                 if frame.pts is None:
                     raise InputError(f"{path}: frame without a timestamp near frame {expected}")
-                index = round((frame.pts - first_pts) / ticks_per_frame)
-                if index < start:
+                index = clock.index(frame.pts)
+                if index is None or index < start:
                     continue
                 if index > expected:
                     break  # landed past `start` (or a gap): handled below
                 if index < expected:
                     raise InputError(f"{path}: frame {index} decoded twice (not constant frame rate?)")
-                time_s = round(float((frame.pts - first_pts) * stream.time_base), 6)
+                time_s = round(float((frame.pts - clock.pts(0)) * time_base), 6)
                 yield index, time_s, _turn(frame.to_ndarray(format="rgb24"), turns)
                 expected += 1
                 if expected == stop:

@@ -62,6 +62,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
 class _Packets:
     pts: np.ndarray  # (N,) int64 presentation timestamps in stream time_base, decode order
     keyframe: np.ndarray  # (N,) bool
+    timed: bool  # every packet carried its own pts (raw streams may have none, or only a dts)
 
 
 # The packet table of the last few files demuxed, keyed by (path, size, mtime): planning calls
@@ -89,10 +90,12 @@ def _demux_video_packets(path: str, container: av.container.InputContainer) -> _
     stream = container.streams.video[0]
     pts, keys = [], []
     fallback = 0
+    timed = True
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:
                 continue  # flush packets and edit-list trims are not displayed frames
+            timed = timed and packet.pts is not None
             ts = packet.pts if packet.pts is not None else packet.dts
             if ts is None:
                 ts = fallback  # raw streams without timestamps: keep order, spacing unknown
@@ -101,7 +104,7 @@ def _demux_video_packets(path: str, container: av.container.InputContainer) -> _
             keys.append(packet.is_keyframe)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: unreadable after {len(pts)} frames, truncated or corrupt ({exc.strerror})") from exc
-    return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool))
+    return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool), timed)
 
 
 def _rotation(path: str, container: av.container.InputContainer) -> int:
@@ -198,6 +201,18 @@ def _audio_duration(path: str, container: av.container.InputContainer) -> float:
         raise InputError(f"{path}: audio unreadable, truncated or corrupt ({exc.strerror})") from exc
     start = stream.start_time or 0
     return float((end - start) * stream.time_base)
+
+
+def frame_pts(path: str | os.PathLike) -> np.ndarray | None:
+    """Presentation timestamps of every frame in display order, so frame i is the one whose pts is
+    entry i; None where they cannot name the frames (a packet without its own pts, two frames on one pts)."""
+    path = os.fspath(path)
+    with _open(path) as container:
+        packets = _video_packets(path, container)
+    table = np.sort(packets.pts)
+    if not packets.timed or (table.size > 1 and np.any(np.diff(table) == 0)):
+        return None
+    return table
 
 
 def keyframes(path: str | os.PathLike) -> list[int]:
