@@ -70,8 +70,9 @@ def test_target_found_in_every_frame_with_crops_and_manifest(target_run, clip):
         assert crop.shape == (256, 256, 3)
         assert r["identity_distance"] is None
     src = rows[0]["source"]
-    assert {r["shard"] for r in rows} == {f"{src}-00000", f"{src}-00001"}
     manifest = store.read_json("manifest.json")
+    assert {r["shard"] for r in rows} == {s["id"] for s in manifest["shards"]}
+    assert [s["id"][:-9] for s in manifest["shards"]] == [f"{src}-00000", f"{src}-00001"]  # + a settings hash
     assert manifest["version"] == 1 and manifest["kind"] == "faceset"
     assert [(s["start"], s["stop"]) for s in manifest["shards"]] == [(0, 50), (50, 100)]
     assert sum(s["faces"] for s in manifest["shards"]) == len(rows)
@@ -126,6 +127,23 @@ def test_rerun_skips_finished_shards_with_identical_records(ray_local, target_ru
     assert _records(store) == before
 
 
+def test_a_rerun_with_other_settings_redoes_the_shards_instead_of_reusing_them(ray_local, clip, tmp_path):
+    from faceswap.model.dataset import load_records
+
+    out, video = tmp_path / "set", clip["a_small.mp4"]  # only the target, who is not b
+    with pytest.raises(InputError, match="no faces found matching --identity"):  # the wrong person's photo
+        run_extract(_cfg([video], out, identity=[clip["refs/b.png"]]), progress=False)
+    with pytest.raises(InputError, match="unfinished extract"):  # nothing published: train refuses it
+        load_records(str(out))
+    fixed = run_extract(_cfg([video], out, identity=[clip["refs/a.png"]]), progress=False)
+    assert fixed["shards_skipped"] == 0 and fixed["faces"] >= 99
+    smaller = run_extract(_cfg([video], out, identity=[clip["refs/a.png"]], size=128), progress=False)
+    assert smaller["shards_skipped"] == 0 and smaller["faces"] == fixed["faces"]
+    records, info = load_records(str(out))  # the manifest's shards only, not the earlier runs' files
+    assert info.crop_size == 128 and len(records) == fixed["faces"]
+    assert run_extract(_cfg([video], out, identity=[clip["refs/a.png"]], size=128), progress=False)["shards_skipped"] == 2
+
+
 def test_a_shard_gives_the_same_records_and_crops_with_and_without_worker_threads(ray_local, clip, tmp_path):
     from faceswap.raycluster import usable_cores
 
@@ -157,9 +175,10 @@ def test_photos_are_extracted_in_shards(ray_local, clip, tmp_path):
     photos.mkdir()
     for name in ("a.png", "b.png"):
         (photos / name).write_bytes(open(clip[f"refs/{name}"], "rb").read())
-    summary = run_extract(_cfg([photos], tmp_path / "out"), progress=False)
+    summary = run_extract(_cfg([photos, photos / "a.png"], tmp_path / "out"), progress=False)  # a.png twice
     rows = _records(Store(str(tmp_path / "out")))
     assert summary["frames"] == 2 and [(r["frame"], r["face"]) for r in rows] == [(0, 0), (1, 0)]
+    assert Store(str(tmp_path / "out")).read_json("manifest.json")["inputs"][0]["uri"] == str(photos)
 
 
 def test_bad_inputs_fail_fast_naming_the_file(clip, tmp_path):
@@ -205,12 +224,10 @@ def test_keep_going_lists_bad_inputs_and_faceless_sources(ray_local, clip, tmp_p
 
 
 def test_a_failed_shard_fails_the_run_unless_keep_going(ray_local, clip, tmp_path):
-    from faceswap.video.shards import source_id
-
     out = tmp_path / "out"
-    (out / "faces").mkdir(parents=True)
+    out.mkdir()
     # A file where the crops' folder must go: every crop write fails inside the actors.
-    (out / "faces" / source_id(clip["b_small.mp4"])).write_text("in the way")
+    (out / "faces").write_text("in the way")
     with pytest.raises(InputError, match=rf"{clip['b_small.mp4']}: shard .* failed: .*; 2 of 2 shards failed"):
         run_extract(_cfg([clip["b_small.mp4"]], out), progress=False)
     summary = run_extract(_cfg([clip["b_small.mp4"]], out, keep_going=True), progress=False)

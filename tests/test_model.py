@@ -235,8 +235,20 @@ def test_crop_key_with_dotdot_is_refused(tmp_path):
 
 
 def test_not_a_faceset(tmp_path):
-    with pytest.raises(InputError, match="no alignments"):
+    with pytest.raises(InputError, match="no manifest.json .not a face set"):
         load_records(str(tmp_path))
+
+
+def test_only_the_shards_the_manifest_names_are_read(tmp_path):
+    store = build_faceset(str(tmp_path / "set"), "a", n=3)
+    stray = build_faceset(str(tmp_path / "other"), "b", n=5)  # e.g. a run with other settings, same folder
+    key = f"alignments/{SOURCES['b']}-00000.parquet"
+    store.write_bytes(key, stray.read_bytes(key))
+    records, info = load_records(store.uri)
+    assert info.faces == 3 and all(r.crop.startswith(f"faces/{SOURCES['a']}/") for r in records)
+    store.delete("manifest.json")  # an extract that failed before publishing the set
+    with pytest.raises(InputError, match="no manifest.json .an unfinished extract"):
+        load_records(store.uri)
 
 
 # -- final model folder ----------------------------------------------------------------------------------

@@ -54,8 +54,19 @@ def made(tmp_path_factory, clip) -> Path:
     run_ffmpeg(["-i", clip, "-vf", r"select=not(between(n\,20\,29))", "-fps_mode", "vfr", "-an",
                 "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", str(d / "vfr.mp4")], "vfr")
     run_ffmpeg(["-i", clip, "-c", "copy", str(d / "a.mkv")], "mkv")
+    run_ffmpeg(["-ss", "1.3", "-i", clip, "-c", "copy", str(d / "trimmed.mp4")], "cut by an edit list")
+    cover = d / "cover.png"
+    cover.write_bytes(png_bytes(upright[0]))
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1", "-c:a", "aac",
+                "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(d / "cover_art.mp4")], "audio with cover art")
     run_ffmpeg(["-i", clip, "-c:v", "copy", "-c:a", "pcm_s16le", str(d / "pcm.mov")], "pcm mov")
     return d
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
 
 
 def _codes(path, start=0, stop=None) -> list[int | None]:
@@ -79,6 +90,7 @@ def test_probe_sample(clip):
     ("truncated.mp4", "truncated"),
     ("truncated_faststart.mp4", "truncated"),
     ("audio_only.m4a", "no video stream"),
+    ("cover_art.mp4", "no video stream"),  # its one picture is the album art
 ])
 def test_probe_bad_input_names_the_file(made, name, problem):
     path = made / name
@@ -92,6 +104,15 @@ def test_probe_mkv_counts_packets(made):
     info = probe(made / "a.mkv")  # Matroska declares no frame count or stream durations
     assert (info.frames, info.fps, info.vfr) == (100, 25.0, False)
     assert info.audio_duration_s == pytest.approx(4.0, abs=0.04)
+
+
+def test_a_cut_made_with_stream_copy_is_trimmed_not_truncated(made):
+    path = made / "trimmed.mp4"  # -ss 1.3 -c copy: starts at a keyframe, an edit list hides the frames before 1.3 s
+    info = probe(path)
+    assert 60 <= info.frames < 100
+    assert _codes(path) == list(range(100 - info.frames, 100))  # what a player shows, in order
+    first = 100 - info.frames
+    assert [read_barcode(rgb) for _, _, rgb in iter_frames(path, 10, 20)] == list(range(first + 10, first + 20))
 
 
 def test_keyframes_from_packet_flags(clip):

@@ -49,15 +49,21 @@ class FaceSetInfo:
 
 
 def load_records(uri: str) -> tuple[list[FaceRecord], FaceSetInfo]:
-    """All alignment rows of a face set (keys checked), and its crop size and centering."""
+    """The alignment rows of the shards a face set's manifest names (keys checked), and its crop
+    size and centering. Other Parquet files under alignments/ (a run with other settings, an
+    unfinished one) are not part of the set."""
     store = Store(uri)
     store.check_readable()
-    keys = store.list("alignments", suffix=".parquet")
-    if not keys:
-        raise InputError(f"{store.uri}: no alignments/*.parquet (not a face set written by extract)")
+    if not store.exists("manifest.json"):
+        what = "an unfinished extract" if store.list("alignments", suffix=".parquet") else "not a face set"
+        raise InputError(f"{store.uri}: no manifest.json ({what}; run `faceswap extract` until it succeeds)")
+    manifest = store.read_json("manifest.json")
+    keys = [f"alignments/{shard['id']}.parquet" for shard in manifest.get("shards", [])]
     records: list[FaceRecord] = []
     sizes: set[int] = set()
     for key in keys:
+        if not store.exists(key):
+            raise InputError(f"{store.url(key)}: missing, though manifest.json lists it")
         table = store.read_parquet(key)
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if missing:
@@ -83,10 +89,7 @@ def load_records(uri: str) -> tuple[list[FaceRecord], FaceSetInfo]:
         raise InputError(f"{store.uri}: the face set has no faces")
     if len(sizes) > 1:
         raise InputError(f"{store.uri}: crops of different sizes {sorted(sizes)} in one face set")
-    centering = "face"
-    if store.exists("manifest.json"):
-        settings = store.read_json("manifest.json").get("settings", {})
-        centering = settings.get("centering", centering)
+    centering = manifest.get("settings", {}).get("centering", "face")
     return records, FaceSetInfo(store.uri, sizes.pop(), centering, len(records))
 
 

@@ -38,14 +38,16 @@ def sample_frames(path: str, max_frames: int = 128) -> list[tuple[int, np.ndarra
     the index is the frame's position in decode order, which the mark is keyed on)."""
     import av
 
+    from faceswap.video.probe import video_stream
+
     try:
         container = av.open(path)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: not a readable video file ({exc.__class__.__name__})") from None
     with container:
-        if not container.streams.video:
+        stream = video_stream(container)
+        if stream is None:
             raise InputError(f"{path}: not a video file (no video stream)")
-        stream = container.streams.video[0]
         total = stream.frames or 0
         if total <= 0 and stream.duration and stream.average_rate:
             total = int(float(stream.duration * stream.time_base) * float(stream.average_rate))

@@ -3,18 +3,23 @@
     inputs -> validate (probe / imread) -> check store -> references -> plan shards -> skip finished
       -> Ray Data: from_items(shards) -> map_batches(ExtractShard) on an actor pool
            ExtractShard: decode frame range -> FaceTracker -> align -> identity filter
-                         -> crops faces/<source>/<frame>_<face>.jpg (or .png) -> alignments/<shard>.parquet (last)
+                         -> crops faces/<shard>/<frame>_<face>.jpg (or .png) -> alignments/<shard>.parquet (last)
       -> per-shard status rows -> checks (failed shards, sources without faces) -> manifest.json
 
 One shard is one Ray Data row in and one summary row out. The alignment Parquet
 of a shard is written last and atomically, so it marks the shard as done: a
-rerun skips it and produces the same records.
+rerun skips it and produces the same records. A shard's id ends in a hash of its
+frame range and of every setting that shapes its records (the references'
+embeddings included), so a rerun with other settings, or planned for another
+cluster size, redoes the work instead of reusing records made another way; the
+manifest names the shards of the face set, and readers take only those.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -103,12 +108,15 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
             raise exc
         bad.append({"uri": uri, "error": str(exc)})
 
+    seen: set[str] = set()
     for arg in cfg.inputs:
         try:
             files = _expand(arg)
         except FaceswapError as exc:
             refuse(arg, exc)
             continue
+        files = [f for f in files if f not in seen]  # a file named twice (or in two folders given) counts once
+        seen.update(files)
         images = []
         for uri in files:
             try:
@@ -125,27 +133,50 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
             except FaceswapError as exc:
                 refuse(uri, exc if uri in str(exc) else InputError(f"{uri}: {exc}"))
         if images:
-            sources.append({"kind": "images", "uri": arg, "source": source_id(arg), "frames": len(images),
+            folder = arg if is_remote(arg) else normalize_uri(arg)
+            sources.append({"kind": "images", "uri": folder, "source": source_id(folder), "frames": len(images),
                             "files": images})
     return sources, bad
 
 
-def plan_shards(sources: list[dict], cfg: ExtractConfig, workers: int) -> list[dict]:
+# The settings that shape a shard's records; the others (workers, decoder, ...) change how, not what.
+RECORD_SETTINGS = ("backend", "detector", "fan_detector", "size", "centering", "image_format", "min_face_px",
+                   "detect_every", "check_every", "smooth", "identity_threshold")
+
+
+def settings_fingerprint(cfg: ExtractConfig, refs: np.ndarray | None) -> str:
+    """Hash of what decides a shard's records: the record settings, the schema and the references
+    (their embeddings to 3 decimals, so the same photos give the same hash on any machine)."""
+    doc = {k: getattr(cfg, k) for k in RECORD_SETTINGS}
+    doc["schema"] = SCHEMA_VERSION
+    if refs is not None:
+        doc["identity"] = hashlib.sha1(np.round(np.asarray(refs, np.float64), 3).tobytes()).hexdigest()
+    return hashlib.sha1(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _shard_id(base: str, fingerprint: str, start: int, stop: int, files: list[str]) -> str:
+    tag = hashlib.sha1(json.dumps([fingerprint, start, stop, files]).encode()).hexdigest()[:8]
+    return f"{base}-{tag}"
+
+
+def plan_shards(sources: list[dict], cfg: ExtractConfig, workers: int, refs: np.ndarray | None = None) -> list[dict]:
     from faceswap.video.shards import plan_video_shards
 
+    fingerprint = settings_fingerprint(cfg, refs)
     shards = []
     for src in sources:
         if src["kind"] == "video":
             for s in plan_video_shards(src["source"], src["uri"], src["info"], src["keyframes"],
                                        shard_frames=cfg.shard_frames, workers=workers):
-                shards.append({"id": s.id, "kind": "video", "source": s.source, "uri": s.uri,
-                               "start": s.start, "stop": s.stop, "files": []})
+                shards.append({"id": _shard_id(s.id, fingerprint, s.start, s.stop, []), "kind": "video",
+                               "source": s.source, "uri": s.uri, "start": s.start, "stop": s.stop, "files": []})
         else:
             files = src["files"]
             for i, start in enumerate(range(0, len(files), IMAGES_PER_SHARD)):
                 stop = min(start + IMAGES_PER_SHARD, len(files))
-                shards.append({"id": f"{src['source']}-{i:05d}", "kind": "images", "source": src["source"],
-                               "uri": src["uri"], "start": start, "stop": stop, "files": files[start:stop]})
+                shards.append({"id": _shard_id(f"{src['source']}-{i:05d}", fingerprint, start, stop, files[start:stop]),
+                               "kind": "images", "source": src["source"], "uri": src["uri"], "start": start,
+                               "stop": stop, "files": files[start:stop]})
     return shards
 
 
@@ -284,7 +315,7 @@ class ExtractShard:
             if distance > c.identity_threshold:
                 return
         matrix = align.alignment_matrix(face.landmarks, c.size, c.centering)
-        key = check_key(f"faces/{shard['source']}/{index:08d}_{face.track:02d}.{c.image_format}")
+        key = check_key(f"faces/{shard['id']}/{index:08d}_{face.track:02d}.{c.image_format}")
         self.crops.submit(key, rgb, matrix)
         self.records.append({
             "source": shard["source"], "shard": shard["id"], "frame": int(index), "timestamp_s": float(ts),
@@ -332,7 +363,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
     ensure_ray(None)
     workers = default_workers(cfg.workers, ACTOR_CPUS)
-    shards = plan_shards(sources, cfg, workers)
+    shards = plan_shards(sources, cfg, workers, refs)
     done = {k[len("alignments/"):-len(".parquet")] for k in store.list("alignments", ".parquet")}
     todo = [s for s in shards if s["id"] not in done]
     rows = []

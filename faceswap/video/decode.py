@@ -40,7 +40,7 @@ import numpy as np
 from faceswap.errors import InputError
 from faceswap.video.encode import SegmentWriter
 from faceswap.video.ffmpeg import run_ffmpeg
-from faceswap.video.probe import frame_pts
+from faceswap.video.probe import frame_pts, video_stream
 from faceswap.video.probe import rotation as display_rotation
 
 @functools.cache
@@ -126,9 +126,9 @@ class _FrameClock:
 
 def _constant_rate_clock(path: str) -> _FrameClock | None:
     with av.open(path) as container:
-        if not container.streams.video:
+        stream = video_stream(container)
+        if stream is None:
             return None
-        stream = container.streams.video[0]
         if not stream.average_rate or not stream.frames:
             return None
         entries = stream.index_entries  # mp4/mov: every sample, read from the moov box, no packet I/O
@@ -222,7 +222,7 @@ def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
     if start == stop:
         return
     with av.open(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         stream.codec_context.thread_count = threads
         time_base = stream.time_base
         turns = (rotation // 90) % 4

@@ -38,6 +38,15 @@ class VideoInfo:
     codec: str
 
 
+def video_stream(container: av.container.InputContainer):
+    """The container's first video stream of moving pictures; None when it has none (an audio
+    file whose only picture is its cover art, an attached_pic stream, counts as none)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
     """Open `path` with PyAV or raise InputError naming the file and the problem."""
     path = os.fspath(path)
@@ -52,7 +61,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     except av.FFmpegError as exc:
         # A text file, or an mp4 cut before its moov index, lands here.
         raise InputError(f"{path}: not a video file, or truncated ({exc.strerror})") from exc
-    if not container.streams.video:
+    if video_stream(container) is None:
         container.close()
         raise InputError(f"{path}: not a video file (no video stream)")
     return container
@@ -63,6 +72,7 @@ class _Packets:
     pts: np.ndarray  # (N,) int64 presentation timestamps in stream time_base, decode order
     keyframe: np.ndarray  # (N,) bool
     timed: bool  # every packet carried its own pts (raw streams may have none, or only a dts)
+    trimmed: int  # packets an edit list hides (decoded for reference, never shown)
 
 
 # The packet table of the last few files demuxed, keyed by (path, size, mtime): planning calls
@@ -87,13 +97,14 @@ def _video_packets(path: str, container: av.container.InputContainer) -> _Packet
 
 
 def _demux_video_packets(path: str, container: av.container.InputContainer) -> _Packets:
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     pts, keys = [], []
     fallback = 0
-    timed = True
+    timed, trimmed = True, 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:
+                trimmed += packet.size > 0
                 continue  # flush packets and edit-list trims are not displayed frames
             timed = timed and packet.pts is not None
             ts = packet.pts if packet.pts is not None else packet.dts
@@ -104,12 +115,12 @@ def _demux_video_packets(path: str, container: av.container.InputContainer) -> _
             keys.append(packet.is_keyframe)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: unreadable after {len(pts)} frames, truncated or corrupt ({exc.strerror})") from exc
-    return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool), timed)
+    return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool), timed, trimmed)
 
 
 def _rotation(path: str, container: av.container.InputContainer) -> int:
     """Counter-clockwise display rotation, normalised to 0/90/180/270."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     degrees = 0.0
     try:
         for frame in container.decode(stream):
@@ -143,14 +154,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe `path`; raise InputError (one line naming it) for anything that is not a readable video."""
     path = os.fspath(path)
     with _open(path) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         time_base = float(stream.time_base) if stream.time_base else 1.0 / 90000
         packets = _video_packets(path, container)
         frames = len(packets.pts)
         if frames == 0:
             raise InputError(f"{path}: video stream holds no frames")
-        if stream.frames and frames < stream.frames:
-            raise InputError(f"{path}: truncated video ({frames} of {stream.frames} frames present)")
+        if stream.frames and frames + packets.trimmed < stream.frames:  # a cut with -c copy trims, not truncates
+            raise InputError(f"{path}: truncated video ({frames + packets.trimmed} of {stream.frames} frames present)")
         sorted_pts = np.sort(packets.pts)
         vfr = _is_vfr(sorted_pts)
         rate = stream.average_rate or stream.guessed_rate
