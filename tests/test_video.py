@@ -354,6 +354,17 @@ def test_assemble_joins_segments_with_audio_and_tags(clip, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["film.mp4"]
 
 
+def test_assemble_gives_a_vfr_source_its_own_frame_times(made, tmp_path):
+    source = made / "vfr.mp4"  # frames 20..29 dropped: a 0.44 s gap in the timestamps
+    info = probe(source)
+    segments = _segments(source, tmp_path, [(0, 45), (45, 90)], fps=fps_fraction(info.fps))  # constant rate
+    out = assemble(segments, source, tmp_path / "film.mp4", {})
+    got = list(iter_frames(out, 0, 90))
+    assert [read_barcode(rgb) for _, _, rgb in got] == [*range(20), *range(30, 100)]
+    source_times = [ts for _, ts, _ in iter_frames(source, 0, 90)]
+    assert [ts for _, ts, _ in got] == pytest.approx(source_times, abs=2e-3)  # in step with the source's audio
+
+
 def test_assemble_reencodes_audio_mp4_cannot_hold(made, clip, tmp_path):
     segments = _segments(clip, tmp_path, [(0, 100)])
     out = assemble(segments, made / "pcm.mov", tmp_path / "film.mp4", {})

@@ -8,8 +8,10 @@
 Nothing is re-encoded, so the frame count is the sum of the segments' frames. The
 segments must run at the source frame rate (checked here): the concat demuxer
 chains each segment after the previous one's duration, so equal rates keep the
-picture in step with the untouched source audio. A VFR source comes out CFR at
-its average rate.
+picture in step with the untouched source audio. A variable-frame-rate source
+gets its own frame times back: the joined video is remuxed (PyAV, no re-encode)
+with frame j shown when the source shows frame j, so the picture stays in step
+with the audio through every change of rate.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from faceswap.errors import InputError
 from faceswap.video.encode import fps_fraction, temp_sibling
 from faceswap.video.ffmpeg import run_ffmpeg
-from faceswap.video.probe import probe
+from faceswap.video.probe import frame_times, probe
 
 # Audio codecs each container family stores as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -53,6 +56,44 @@ def _segment_rate(path: Path) -> Fraction:
 def _audio_codec(source_path: str) -> str | None:
     with av.open(source_path) as container:
         return container.streams.audio[0].codec_context.name if container.streams.audio else None
+
+
+def _at(grid: np.ndarray, j: float) -> float:
+    """``grid`` (one value per frame) at fractional frame ``j``, extended linearly past both ends."""
+    n = len(grid)
+    if n == 1:
+        return float(grid[0])
+    if j < 0:
+        return float(grid[0] + j * (grid[1] - grid[0]))
+    if j > n - 1:
+        return float(grid[-1] + (j - n + 1) * (grid[-1] - grid[-2]))
+    return float(np.interp(j, np.arange(n), grid))
+
+
+def retime(video: Path, times_s: np.ndarray, out: Path) -> None:
+    """Remux a constant-rate ``video`` so its frame j is shown at ``times_s[j]`` (nothing re-encoded).
+    Decode timestamps follow the same map, so B-frames keep dts <= pts and dts rising."""
+    with av.open(str(video)) as src, av.open(str(out), "w") as dst:
+        ist = src.streams.video[0]
+        ost = dst.add_stream_from_template(ist)
+        time_base = ist.time_base
+        ticks = 1.0 / float(ist.average_rate * time_base)  # pts per frame in the constant-rate file
+        first = ist.start_time or 0
+        grid = first + np.asarray(times_s, np.float64) / float(time_base)  # the new pts of each frame
+        frames, last_dts = 0, None
+        for packet in src.demux(ist):
+            if packet.dts is None or packet.pts is None:
+                continue  # the demuxer's flush packet
+            pts = round(_at(grid, (packet.pts - first) / ticks))
+            dts = min(round(_at(grid, (packet.dts - first) / ticks)), pts)
+            if last_dts is not None and dts <= last_dts:
+                dts = last_dts + 1
+            packet.pts, packet.dts, last_dts = pts, dts, dts
+            packet.stream = ost
+            dst.mux(packet)
+            frames += 1
+    if frames != len(times_s):
+        raise InputError(f"{video}: {frames} frames to retime, the source has {len(times_s)}")
 
 
 def _concat_line(path: Path) -> str:
@@ -94,10 +135,17 @@ def assemble(
     with tempfile.TemporaryDirectory(prefix="faceswap-concat-") as workdir:
         listing = Path(workdir) / "segments.txt"
         listing.write_text("".join(_concat_line(s) for s in segments), encoding="utf-8")
+        video_in = ["-f", "concat", "-safe", "0", "-i", str(listing)]
+        times = frame_times(source_path) if info.vfr else None
+        if times is not None:
+            joined, timed = Path(workdir) / "joined.mp4", Path(workdir) / "timed.mp4"
+            run_ffmpeg([*video_in, "-map", "0:v:0", "-c", "copy", str(joined)], what=str(out_path))
+            retime(joined, times, timed)
+            video_in = ["-i", str(timed)]
         try:
             run_ffmpeg(
                 [
-                    "-f", "concat", "-safe", "0", "-i", str(listing),
+                    *video_in,
                     "-i", source_path,
                     "-map", "0:v:0", "-c:v", "copy",
                     *audio_args,
