@@ -172,9 +172,9 @@ def test_s3_store_gives_the_same_records_as_a_local_one(ray_local, target_run, c
 
 def test_photos_are_extracted_in_shards(ray_local, clip, tmp_path):
     photos = tmp_path / "photos"
-    photos.mkdir()
-    for name in ("a.png", "b.png"):
-        (photos / name).write_bytes(open(clip[f"refs/{name}"], "rb").read())
+    (photos / "more").mkdir(parents=True)
+    for name, where in (("a.png", photos), ("b.png", photos / "more")):  # subfolders are read too
+        (where / name).write_bytes(open(clip[f"refs/{name}"], "rb").read())
     summary = run_extract(_cfg([photos, photos / "a.png"], tmp_path / "out"), progress=False)  # a.png twice
     rows = _records(Store(str(tmp_path / "out")))
     assert summary["frames"] == 2 and [(r["frame"], r["face"]) for r in rows] == [(0, 0), (1, 0)]

@@ -80,8 +80,9 @@ def clips(samples_dir, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("bad_inputs")
     a = os.path.join(samples_dir, "a_small.mp4")
     p = {k: str(root / k) for k in ("zero.mp4", "text.mp4", "truncated.mp4", "plain.mp4", "side.mp4",
-                                    "rotated.mp4", "vfr.mp4", "silent.mp4", "tiny.png")}
+                                    "rotated.mp4", "vfr.mp4", "silent.mp4", "tiny.png", "zero.png")}
     open(p["zero.mp4"], "wb").close()
+    open(p["zero.png"], "wb").close()
     with open(p["text.mp4"], "w") as f:
         f.write("this is a text file, not a video\n")
     data = open(a, "rb").read()
@@ -113,6 +114,7 @@ def clips(samples_dir, tmp_path_factory) -> dict:
     ("text.mp4", "not a video file"),
     ("truncated.mp4", "truncated"),
     ("tiny.png", "20x20"),
+    ("zero.png", "empty file (0 bytes)"),
 ])
 def test_bad_input_file_is_refused_in_one_line(clips, run_cli, tmp_path, name, problem):
     path = os.path.join(clips["root"], name)

@@ -63,7 +63,8 @@ def _kind(uri: str) -> str:
 
 
 def _expand(uri: str) -> list[str]:
-    """A file URI as is; a folder (local or s3 prefix) as its images and videos, sorted."""
+    """A file URI as is; a folder (local or s3 prefix) as the images and videos in it and its
+    subfolders (hidden ones skipped), sorted."""
     if is_remote(uri):
         if uri.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES):
             return [uri]
@@ -72,10 +73,14 @@ def _expand(uri: str) -> list[str]:
         return [store.url(k) for k in keys] if keys else [uri]
     path = normalize_uri(uri)
     if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES))
-        if not names:
+        found = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+            found += [os.path.join(folder, n) for n in names
+                      if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+        if not found:
             raise InputError(f"{uri}: folder holds no images or videos")
-        return [os.path.join(path, n) for n in names]
+        return sorted(found)
     if not os.path.exists(path):
         raise InputError(f"{uri}: no such file or folder")
     return [path]
@@ -85,6 +90,8 @@ def _check_image(uri: str, min_face_px: int) -> None:
     with local_input(uri) as local:
         if not os.path.isfile(local):
             raise InputError(f"{uri}: no such file")
+        if os.path.getsize(local) == 0:
+            raise InputError(f"{uri}: empty file (0 bytes)")
         img = cv2.imread(local, cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(f"{uri}: not a readable image")
