@@ -18,7 +18,7 @@ from faceswap.video.assemble import assemble
 from faceswap.video import decode
 from faceswap.video.decode import choose_decoder, iter_frames
 from faceswap.video.encode import SegmentWriter, fps_fraction
-from faceswap.video.ffmpeg import FFmpegError, run_ffmpeg
+from faceswap.video.ffmpeg import FFmpegError, ffmpeg_exe, run_ffmpeg
 from faceswap.video.probe import VideoInfo, keyframes, probe
 from faceswap.video.shards import Shard, plan_video_shards, source_id, target_shard_frames
 
@@ -273,6 +273,35 @@ def test_rotated_video_decodes_upright(made, degrees, decoder):
         coded = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert coded.shape == (384, 288, 3)
     assert read_barcode(np.ascontiguousarray(np.rot90(coded, degrees // 90))) == 0
+
+
+@pytest.fixture(scope="module")
+def blocks_clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """3 frames of 8x6 coloured blocks, 128x96, lossless RGB: any turn or mirror shows."""
+    rng = np.random.default_rng(0)
+    image = np.kron((rng.random((6, 8, 3)) * 255).astype(np.uint8), np.ones((16, 16, 1), np.uint8))
+    path = tmp_path_factory.mktemp("blocks") / "blocks.mp4"
+    with SegmentWriter(path, 128, 96, FPS, lossless=True) as writer:
+        for _ in range(3):
+            writer.write(image)
+    return path, image
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+@pytest.mark.parametrize("hflip", [False, True])
+def test_every_turn_and_mirror_of_the_display_matrix_decodes_as_ffmpeg_shows_it(blocks_clip, tmp_path, degrees, hflip):
+    stored, image = blocks_clip
+    path = tmp_path / "shown.mp4"
+    run_ffmpeg(["-display_rotation", str(degrees), *(["-display_hflip"] if hflip else []), "-i", str(stored),
+                "-c", "copy", str(path)], "display matrix")
+    shown = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+                            "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout  # ffmpeg turns it
+    info = probe(path)
+    height, width = (128, 96) if degrees in (90, 270) else (96, 128)
+    assert (info.width, info.height, info.rotation, info.mirrored) == (width, height, degrees, hflip)
+    (_, _, rgb), = list(iter_frames(path, 1, 2))
+    assert rgb.shape == (height, width, 3)
+    assert np.abs(rgb.astype(int) - np.frombuffer(shown, np.uint8).reshape(height, width, 3)).max() <= 2
 
 
 def test_vfr_video_is_detected_and_fully_decoded(made):

@@ -41,7 +41,7 @@ from faceswap.errors import InputError
 from faceswap.video.encode import SegmentWriter
 from faceswap.video.ffmpeg import run_ffmpeg
 from faceswap.video.probe import frame_pts, video_stream
-from faceswap.video.probe import rotation as display_rotation
+from faceswap.video.probe import orientation as display_orientation
 
 @functools.cache
 def decord_applies_rotation() -> bool:
@@ -81,8 +81,8 @@ def _cached_clock(key: tuple[str, int, int]) -> _FrameClock | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_rotation(key: tuple[str, int, int]) -> int:
-    return display_rotation(key[0])
+def _cached_orientation(key: tuple[str, int, int]) -> tuple[int, bool]:
+    return display_orientation(key[0])
 
 
 def choose_decoder(path: str | os.PathLike) -> str:
@@ -164,30 +164,37 @@ def iter_frames(
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (frame index, seconds since the first frame, RGB uint8 HxWx3) for start <= index < stop.
 
-    `rotation` (counter-clockwise degrees, as `probe` reports) is read from the file when None.
+    `rotation` (counter-clockwise degrees, as `probe` reports) is read from the file when None; a mirroring
+    display matrix is always honoured.
     `threads` defaults to 1: decoding runs inside Ray actors that each hold a fraction of a CPU.
     `decoder`: "auto" (pyav where the frames carry timestamps, see the module docstring), "pyav" or "decord".
     Timestamps are the stream's own, so variable-frame-rate sources keep their true timing.
     """
     path = os.fspath(path)
-    if rotation is None:
-        key = _file_key(path)
-        rotation = _cached_rotation(key) if key else display_rotation(path)
+    key = _file_key(path)
+    turn, mirrored = _cached_orientation(key) if key else display_orientation(path)
+    rotation = turn if rotation is None else rotation
     if decoder == "auto":
         decoder = choose_decoder(path)
     if decoder == "decord":
-        yield from _iter_decord(path, start, stop, rotation, threads)
+        yield from _iter_decord(path, start, stop, rotation, mirrored, threads)
     elif decoder == "pyav":
-        yield from _iter_pyav(path, start, stop, rotation, threads)
+        yield from _iter_pyav(path, start, stop, rotation, mirrored, threads)
     else:
         raise ValueError(f"unknown decoder {decoder!r}")
 
 
-def _turn(rgb: np.ndarray, turns: int) -> np.ndarray:
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb  # rot90 turns counter-clockwise
+def _turn(rgb: np.ndarray, turns: int, mirrored: bool = False) -> np.ndarray:
+    """Stored pixels as displayed: turned counter-clockwise (rot90), then mirrored left to right."""
+    if not turns and not mirrored:
+        return rgb
+    shown = np.rot90(rgb, turns)
+    return np.ascontiguousarray(shown[:, ::-1] if mirrored else shown)
 
 
-def _iter_decord(path: str, start: int, stop: int, rotation: int, threads: int):
+def _iter_decord(path: str, start: int, stop: int, rotation: int, mirrored: bool, threads: int):
+    if mirrored:  # decord reads a mirroring matrix as a turn of 180 degrees
+        raise InputError(f"{path}: mirrored by its display matrix, which decord cannot show (use --decoder pyav)")
     try:
         reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
     except decord.DECORDError as exc:
@@ -212,7 +219,7 @@ def _iter_decord(path: str, start: int, stop: int, rotation: int, threads: int):
         del reader  # frees the demuxer and decoder now, not at the next garbage collection
 
 
-def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
+def _iter_pyav(path: str, start: int, stop: int, rotation: int, mirrored: bool, threads: int):
     key = _file_key(path)
     clock = _cached_clock(key) if key else _frame_clock(path)
     if clock is None:
@@ -243,7 +250,7 @@ def _iter_pyav(path: str, start: int, stop: int, rotation: int, threads: int):
                 if index < expected:
                     raise InputError(f"{path}: frame {index} decoded twice (not constant frame rate?)")
                 time_s = round(float((frame.pts - clock.pts(0)) * time_base), 6)
-                yield index, time_s, _turn(frame.to_ndarray(format="rgb24"), turns)
+                yield index, time_s, _turn(frame.to_ndarray(format="rgb24"), turns, mirrored)
                 expected += 1
                 if expected == stop:
                     return

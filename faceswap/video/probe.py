@@ -2,7 +2,7 @@
 
     path -> checks (exists, non-empty) -> PyAV open -> video stream
          -> demux video packets: count, pts spacing (vfr), keyframe flags
-         -> first decoded frame: display-matrix rotation
+         -> first decoded frame: display matrix -> rotation (and a mirror, where its determinant is negative)
          -> VideoInfo (displayed width/height, i.e. after rotation)
 
 Demuxing touches only packet headers and data already in the page cache, so a
@@ -23,7 +23,8 @@ from faceswap.errors import InputError
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """One video file. `rotation` is the counter-clockwise turn (0/90/180/270) applied for display."""
+    """One video file. For display its stored pixels are turned counter-clockwise by `rotation`
+    (0/90/180/270), then mirrored left to right where `mirrored`."""
 
     path: str
     frames: int
@@ -36,6 +37,7 @@ class VideoInfo:
     audio_duration_s: float
     vfr: bool
     codec: str
+    mirrored: bool = False
 
 
 def video_stream(container: av.container.InputContainer):
@@ -118,26 +120,39 @@ def _demux_video_packets(path: str, container: av.container.InputContainer) -> _
     return _Packets(np.asarray(pts, np.int64), np.asarray(keys, bool), timed, trimmed)
 
 
-def _rotation(path: str, container: av.container.InputContainer) -> int:
-    """Counter-clockwise display rotation, normalised to 0/90/180/270."""
+def _display_matrix(frame) -> np.ndarray | None:
+    """The (a, b, c, d) of a frame's display matrix (FFmpeg's 16.16 fixed point), if it has one."""
+    for side in frame.side_data:
+        if "DISPLAYMATRIX" in str(side.type).upper():
+            return np.frombuffer(bytes(side), np.int32)[[0, 1, 3, 4]] / 65536.0
+    return None
+
+
+def _orientation(path: str, container: av.container.InputContainer) -> tuple[int, bool]:
+    """(counter-clockwise turn 0/90/180/270, mirrored) that shows the stored pixels as players do.
+    A matrix with a negative determinant mirrors (`-display_hflip`, some front cameras): with its
+    mirror taken out of the first column, what remains is the turn (checked against ffmpeg's own
+    rendering for all eight turns and mirrors in tests/test_video.py)."""
     stream = video_stream(container)
-    degrees = 0.0
     try:
-        for frame in container.decode(stream):
-            degrees = frame.rotation
-            break
+        frame = next(iter(container.decode(stream)), None)
     except av.FFmpegError as exc:
         raise InputError(f"{path}: first frame does not decode ({exc.strerror})") from exc
-    if not degrees and "rotate" in stream.metadata:
-        # Legacy tag: clockwise degrees.
-        degrees = -float(stream.metadata["rotate"])
-    return int(round(degrees / 90.0)) % 4 * 90
+    matrix = _display_matrix(frame) if frame is not None else None
+    if matrix is not None:
+        a, b, c, d = matrix
+        mirrored = a * d - b * c < 0
+        if mirrored:
+            a, c = -a, -c
+        return int(round(np.degrees(np.arctan2(c, a)) / 90.0)) % 4 * 90, bool(mirrored)
+    degrees = -float(stream.metadata["rotate"]) if "rotate" in stream.metadata else 0.0  # legacy tag: clockwise
+    return int(round(degrees / 90.0)) % 4 * 90, False
 
 
-def rotation(path: str | os.PathLike) -> int:
-    """The display rotation of `path` (counter-clockwise degrees), from its first frame."""
+def orientation(path: str | os.PathLike) -> tuple[int, bool]:
+    """The display rotation of `path` (counter-clockwise degrees) and whether it is mirrored."""
     with _open(path) as container:
-        return _rotation(os.fspath(path), container)
+        return _orientation(os.fspath(path), container)
 
 
 def _is_vfr(sorted_pts: np.ndarray) -> bool:
@@ -176,7 +191,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             fps = float(rate)
         duration_s = span_s if frames >= 2 else 1.0 / fps
         container.seek(0)
-        rot = _rotation(path, container)
+        rot, mirrored = _orientation(path, container)
         width, height = stream.codec_context.width, stream.codec_context.height
         if rot in (90, 270):
             width, height = height, width
@@ -189,6 +204,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             width=width,
             height=height,
             rotation=rot,
+            mirrored=mirrored,
             duration_s=duration_s,
             has_audio=has_audio,
             audio_duration_s=audio_duration_s,
