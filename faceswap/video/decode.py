@@ -20,7 +20,9 @@ Both decoders are checked frame-exact against barcodes in tests/test_video.py.
 Rotation: source builds of decord ignore the display matrix, while the PyPI wheel
 (bundling FFmpeg 4.1, which still exported it as a "rotate" tag) applies it. Which
 one is loaded is checked once per process on a tiny rotated clip, so frames are
-rotated exactly once either way. PyAV never applies it.
+rotated exactly once either way. PyAV never applies it; a matrix that also mirrors
+(`probe.orientation`) is honoured on the PyAV path and refused on decord's, which
+reads it as a turn of 180 degrees.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from faceswap.video.encode import SegmentWriter
 from faceswap.video.ffmpeg import run_ffmpeg
 from faceswap.video.probe import frame_pts, video_stream
 from faceswap.video.probe import orientation as display_orientation
+
 
 @functools.cache
 def decord_applies_rotation() -> bool:
@@ -70,11 +73,6 @@ def _file_key(path: str) -> tuple[str, int, int] | None:
 
 # Per-process caches of facts about a file, keyed by (path, size, mtime): an actor decodes
 # hundreds of shards of one film, and reading the index of a 3-hour mp4 costs ~0.3 s.
-@functools.lru_cache(maxsize=64)
-def _cached_decoder(key: tuple[str, int, int]) -> str:
-    return _choose_decoder(key[0])
-
-
 @functools.lru_cache(maxsize=8)
 def _cached_clock(key: tuple[str, int, int]) -> _FrameClock | None:
     return _frame_clock(key[0])
@@ -87,16 +85,15 @@ def _cached_orientation(key: tuple[str, int, int]) -> tuple[int, bool]:
 
 def choose_decoder(path: str | os.PathLike) -> str:
     """"pyav" where the frames can be named by their timestamps (nearly every file), else "decord"."""
-    path = os.fspath(path)
-    key = _file_key(path)
-    return _cached_decoder(key) if key else _choose_decoder(path)
-
-
-def _choose_decoder(path: str) -> str:
     try:
-        return "pyav" if _frame_clock(path) is not None else "decord"
+        return "pyav" if _clock_of(os.fspath(path)) is not None else "decord"
     except InputError:
         return "decord"  # decord then reports the problem with the file
+
+
+def _clock_of(path: str) -> _FrameClock | None:
+    key = _file_key(path)
+    return _cached_clock(key) if key else _frame_clock(path)
 
 
 class _FrameClock:
@@ -220,8 +217,7 @@ def _iter_decord(path: str, start: int, stop: int, rotation: int, mirrored: bool
 
 
 def _iter_pyav(path: str, start: int, stop: int, rotation: int, mirrored: bool, threads: int):
-    key = _file_key(path)
-    clock = _cached_clock(key) if key else _frame_clock(path)
+    clock = _clock_of(path)
     if clock is None:
         raise InputError(f"{path}: frames carry no timestamps to number them by (decode it with decord)")
     if not 0 <= start <= stop <= clock.frames:
