@@ -192,3 +192,50 @@ def test_bad_model_is_exit_2(trained, run_cli, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "model.pt" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_outputs_that_cannot_hold_the_film_are_refused_before_any_work(trained, tmp_path):
+    import hashlib
+    import shutil
+
+    from faceswap.errors import InputError
+    from faceswap.stages.convert import run_convert
+
+    def convert(video, out, faces=trained["faces"]):
+        run_convert(ConvertConfig(video=str(video), faces=faces, model=trained["model"], out=str(out)), progress=False)
+
+    (tmp_path / "folder.mp4").mkdir()
+    for out, problem in (("film.avi", "unsupported output format '.avi'"),  # no place for the provenance tags
+                         ("film.gif", "unsupported output format '.gif'"), ("film", "unsupported output format 'no extension'"),
+                         ("folder.mp4", "is a folder")):
+        with pytest.raises(InputError, match=f"{tmp_path / out}: {problem}"):
+            convert(trained["video"], tmp_path / out)
+    copy = tmp_path / "footage.mp4"
+    shutil.copy(trained["video"], copy)
+    before = hashlib.sha1(copy.read_bytes()).hexdigest()
+    with pytest.raises(InputError, match="is the input video"):
+        convert(copy, copy)
+    assert hashlib.sha1(copy.read_bytes()).hexdigest() == before
+    with pytest.raises(InputError, match="this face set has no records for"):  # B's face set for A's video
+        convert(trained["video"], tmp_path / "film.mp4", faces=str(trained["root"] / "faces_b"))
+    assert not list(tmp_path.glob("film*"))
+
+
+def test_the_face_set_of_a_video_is_found_by_its_content_not_its_name(trained, tmp_path):
+    import shutil
+
+    from faceswap.errors import InputError
+    from faceswap.stages.convert import _faceset_source
+    from faceswap.storage import Store
+    from faceswap.video.probe import signature
+
+    manifest = Store(trained["faces"]).read_json("manifest.json")
+    source = manifest["inputs"][0]["source"]
+    moved = tmp_path / "renamed.mp4"
+    shutil.copy(trained["video"], moved)
+    assert _faceset_source(manifest, str(moved), 100, signature(moved), "faces") == source
+    other = os.path.join(os.path.dirname(trained["video"]), "a_small.mp4")  # same length, another film
+    with pytest.raises(InputError, match="no records for"):
+        _faceset_source(manifest, other, 100, signature(other), "faces")
+    with pytest.raises(InputError, match="another version of"):  # the same path, its content changed
+        _faceset_source(manifest, trained["video"], 100, "0" * 16, "faces")

@@ -305,3 +305,13 @@ def test_model_file_with_code_or_garbage_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"model\.pt is not a valid faceswap weights file"):
         load_swapper(str(tmp_path))
     assert not os.path.exists("/tmp/faceswap-pwned")
+
+
+def test_train_takes_paths_relative_to_where_it_is_run(run_cli, tmp_path):
+    # Ray Train's workers run in another working directory: the driver must resolve the paths.
+    build_faceset(str(tmp_path / "faces_a"), "a", n=6)
+    build_faceset(str(tmp_path / "faces_b"), "b", n=6)
+    proc = run_cli("train", "--a", "faces_a", "--b", "faces_b", "--out", "model", "--steps", "2", "--batch-size", "2",
+                   "--checkpoint-every", "2", "--preview-every", "2", timeout_s=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "model" / "model" / "model.pt").is_file()

@@ -60,6 +60,8 @@ def made(tmp_path_factory, clip) -> Path:
     run_ffmpeg(["-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1", "-c:a", "aac",
                 "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(d / "cover_art.mp4")], "audio with cover art")
     run_ffmpeg(["-i", clip, "-c:v", "copy", "-c:a", "pcm_s16le", str(d / "pcm.mov")], "pcm mov")
+    run_ffmpeg(["-i", clip, "-f", "lavfi", "-i", "sine=frequency=440:duration=4", "-map", "0:v", "-map", "0:a",
+                "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(d / "two_tracks.mp4")], "two audio tracks")
     return d
 
 
@@ -392,6 +394,13 @@ def test_assemble_gives_a_vfr_source_its_own_frame_times(made, tmp_path):
     assert [read_barcode(rgb) for _, _, rgb in got] == [*range(20), *range(30, 100)]
     source_times = [ts for _, ts, _ in iter_frames(source, 0, 90)]
     assert [ts for _, ts, _ in got] == pytest.approx(source_times, abs=2e-3)  # in step with the source's audio
+
+
+def test_assemble_keeps_every_audio_track(made, clip, tmp_path):
+    segments = _segments(clip, tmp_path, [(0, 100)])
+    out = assemble(segments, made / "two_tracks.mp4", tmp_path / "film.mkv", {})
+    with av.open(out) as container:
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac", "aac"]
 
 
 def test_assemble_reencodes_audio_mp4_cannot_hold(made, clip, tmp_path):

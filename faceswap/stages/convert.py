@@ -27,7 +27,7 @@ import numpy as np
 from faceswap import __version__
 from faceswap.config import ConvertConfig
 from faceswap.errors import FaceswapError, InputError
-from faceswap.storage import Store, check_key, local_input, split_uri
+from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -228,25 +228,32 @@ def segment_key(plan: dict, shard: str) -> str:
     return f"segments/{plan['hash']}/{shard}{SEGMENT_EXT}"
 
 
-def _faceset_source(manifest: dict, video_uri: str, frames: int, where: str) -> str:
-    """Which source of the face set is this video: by id, else by file name, else the only video."""
+def _faceset_source(manifest: dict, video_uri: str, frames: int, sig: str, where: str) -> str:
+    """Which source of the face set is this video: the one whose file signature it has (moved or
+    renamed files included); for a face set without signatures, the same URI, else the same file
+    name with the same frame count. Anything else is another video: its faces are elsewhere."""
     from faceswap.video.shards import source_id
 
     sources = {}
     for entry in manifest.get("inputs", []):
         if isinstance(entry, dict) and entry.get("kind", "video") == "video":
             sources[entry.get("source") or entry.get("id")] = entry
-    wanted = source_id(video_uri)
-    if wanted in sources:
-        return wanted
-    name = os.path.basename(video_uri)
-    by_name = [sid for sid, e in sources.items() if os.path.basename(str(e.get("uri", ""))) == name]
-    if len(by_name) == 1:
-        return by_name[0]
-    if len(sources) == 1:
-        sid, entry = next(iter(sources.items()))
-        if int(entry.get("frames", frames)) == frames:
-            return sid
+    signed = {sid: e["signature"] for sid, e in sources.items() if e.get("signature")}
+    if signed:
+        found = [sid for sid, s in signed.items() if s == sig]
+        if found:
+            return found[0]
+        if source_id(video_uri) in signed:
+            raise InputError(f"{where}: was extracted from another version of {video_uri} (the file changed since; "
+                             f"extract it again)")
+    else:
+        if source_id(video_uri) in sources:
+            return source_id(video_uri)
+        name = os.path.basename(video_uri)
+        by_name = [sid for sid, e in sources.items()
+                   if os.path.basename(str(e.get("uri", ""))) == name and int(e.get("frames", -1)) == frames]
+        if len(by_name) == 1:
+            return by_name[0]
     raise InputError(f"{where}: this face set has no records for {video_uri} "
                      f"(its videos: {', '.join(sorted(str(e.get('uri')) for e in sources.values())) or 'none'})")
 
@@ -255,7 +262,7 @@ def make_plan(cfg: ConvertConfig) -> dict:
     """Probe the inputs (fail fast, before the cluster works) and plan the segments."""
     from faceswap.model.export import load_swapper
     from faceswap.raycluster import default_workers, ensure_ray
-    from faceswap.video.probe import keyframes, probe
+    from faceswap.video.probe import keyframes, probe, signature
     from faceswap.video.shards import plan_video_shards, source_id
 
     with local_input(cfg.video) as path:
@@ -263,11 +270,12 @@ def make_plan(cfg: ConvertConfig) -> dict:
             raise InputError(f"{cfg.video}: no such file")
         info = probe(path)
         keys = keyframes(path)
+        sig = signature(path)
     faces = Store(cfg.faces)
     if not faces.exists("manifest.json"):
         raise InputError(f"{cfg.faces}: not a face set (no manifest.json; run `faceswap extract` first)")
     manifest = faces.read_json("manifest.json")
-    source = _faceset_source(manifest, cfg.video, info.frames, cfg.faces)
+    source = _faceset_source(manifest, cfg.video, info.frames, sig, cfg.faces)
     faceset_shards = [{"id": e["id"], "source": e["source"], "start": int(e["start"]), "stop": int(e["stop"])}
                       for e in manifest.get("shards", []) if e.get("source") == source]
     for entry in faceset_shards:
@@ -293,6 +301,27 @@ def make_plan(cfg: ConvertConfig) -> dict:
 
 # -- the driver --------------------------------------------------------------------------------------
 
+# Containers that hold H.264, the source's audio and the provenance tags `verify` reads.
+OUTPUT_FORMATS = (".mp4", ".mov", ".m4v", ".mkv")
+
+
+def check_output(out: str, video: str | None = None) -> None:
+    """Refuse, before any work, an output the film cannot be written to."""
+    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise InputError(f"{out}: unsupported output format '{suffix or 'no extension'}' (use "
+                         f"{', '.join(OUTPUT_FORMATS)}: they carry the synthetic-media tags)")
+    if is_remote(out):
+        if video is not None and is_remote(video) and normalize_uri(out) == normalize_uri(video):
+            raise InputError(f"{out}: is the input video; choose another --out")
+        return
+    path = normalize_uri(out)
+    if os.path.isdir(path):
+        raise InputError(f"{out}: is a folder; give the output file's name")
+    if video is not None and not is_remote(video) and os.path.exists(path) and os.path.exists(normalize_uri(video)) \
+            and os.path.samefile(path, normalize_uri(video)):
+        raise InputError(f"{out}: is the input video; choose another --out")
+
 # Each actor holds one core's worth of work; 0.9 leaves Ray Data's own tasks room on a 2-core node.
 ACTOR_CPUS = 0.9
 
@@ -304,6 +333,7 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
     from faceswap.raycluster import cpu_stage_resources, stage_runtime_env
 
     t0 = time.monotonic()
+    check_output(cfg.out, cfg.video)
     out_store, _ = split_uri(cfg.out)
     out_store.check_writable()
     plan = make_plan(cfg)
@@ -399,6 +429,7 @@ def run_assemble(work_uri: str, out: str) -> str:
     if not work.exists(PLAN_KEY):
         raise InputError(f"{work.uri}: not a convert work folder (no {PLAN_KEY})")
     plan = work.read_json(PLAN_KEY)
+    check_output(out, plan["settings"]["video"])
     split_uri(out)[0].check_writable()
     assemble_from_plan(plan, out)
     print(f"assembled {len(plan['shards'])} segments -> {out}")

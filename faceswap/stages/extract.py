@@ -103,7 +103,7 @@ def _check_image(uri: str, min_face_px: int) -> None:
 
 def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
     """Sources to extract (one per video; one per input argument for its photos) and bad inputs."""
-    from faceswap.video.probe import keyframes, probe
+    from faceswap.video.probe import keyframes, probe, signature
     from faceswap.video.shards import source_id
 
     if not cfg.inputs:
@@ -134,9 +134,10 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
                 with local_input(uri) as local:
                     info = probe(local)
                     keys = keyframes(local)
-                sources.append({"kind": "video", "uri": uri, "source": source_id(uri), "frames": info.frames,
-                                "fps": info.fps, "width": info.width, "height": info.height, "keyframes": keys,
-                                "info": info})
+                    sig = signature(local)
+                sources.append({"kind": "video", "uri": uri, "source": source_id(uri), "signature": sig,
+                                "frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height,
+                                "keyframes": keys, "info": info})
             except FaceswapError as exc:
                 refuse(uri, exc if uri in str(exc) else InputError(f"{uri}: {exc}"))
         if images:

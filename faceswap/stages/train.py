@@ -35,7 +35,7 @@ from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
 from faceswap.model.dataset import FaceStream, decode_sample, load_records
 from faceswap.model.export import load_weights, weights_bytes, write_model
 from faceswap.model.losses import reconstruction_loss
-from faceswap.storage import Store
+from faceswap.storage import Store, normalize_uri
 
 log = logging.getLogger(__name__)
 
@@ -417,6 +417,8 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources, stage_runtime_env
 
+    # Workers run in another working directory: relative paths are the driver's.
+    cfg = dataclasses.replace(cfg, a=normalize_uri(cfg.a), b=normalize_uri(cfg.b), out=normalize_uri(cfg.out))
     mcfg, total, batch, lr = resolve(cfg)
     out = Store(cfg.out)
     out.check_writable()

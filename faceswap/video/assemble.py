@@ -1,7 +1,7 @@
 """Join encoded segments into the output film, put the source audio back, stamp metadata.
 
     segments/*.mp4 (same codec, size and fps as each other) -> concat demuxer, video `-c copy`
-    source audio (first audio stream, if any) -> copied when the output container takes it, else AAC
+    source audio (every audio stream, if any) -> each copied when the output container takes it, else AAC
     metadata -> `-metadata k=v` (+ `-movflags +use_metadata_tags` so mp4 keeps custom keys)
     -> <dir>/.<name>.part-<id><ext> -> rename to out_path
 
@@ -53,9 +53,9 @@ def _segment_rate(path: Path) -> Fraction:
         raise InputError(f"{path}: segment unreadable ({exc.strerror})") from exc
 
 
-def _audio_codec(source_path: str) -> str | None:
+def _audio_codecs(source_path: str) -> list[str]:
     with av.open(source_path) as container:
-        return container.streams.audio[0].codec_context.name if container.streams.audio else None
+        return [stream.codec_context.name for stream in container.streams.audio]
 
 
 def _at(grid: np.ndarray, j: float) -> float:
@@ -121,11 +121,12 @@ def assemble(
 
     suffix = out_path.suffix.lower()
     audio_args: list[str] = []
-    if info.has_audio:
-        codec = _audio_codec(source_path)
+    if info.has_audio:  # every audio track (languages, commentary), each copied or, where it must be, AAC
         copyable = _COPYABLE_AUDIO.get(suffix, set())
-        keep = copyable is None or codec in copyable
-        audio_args = ["-map", "1:a:0?", "-c:a", "copy"] if keep else ["-map", "1:a:0?", "-c:a", "aac", "-b:a", "192k"]
+        audio_args = ["-map", "1:a?"]
+        for i, codec in enumerate(_audio_codecs(source_path)):
+            keep = copyable is None or codec in copyable
+            audio_args += [f"-c:a:{i}", "copy"] if keep else [f"-c:a:{i}", "aac", f"-b:a:{i}", "192k"]
     tag_args = [arg for key, value in metadata.items() for arg in ("-metadata", f"{key}={value}")]
     if suffix in _MP4_FAMILY:
         tag_args += ["-movflags", "+use_metadata_tags"]
