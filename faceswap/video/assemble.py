@@ -27,7 +27,7 @@ import numpy as np
 from faceswap.errors import InputError
 from faceswap.video.encode import fps_fraction, temp_sibling
 from faceswap.video.ffmpeg import run_ffmpeg
-from faceswap.video.probe import frame_times, probe
+from faceswap.video.probe import frame_times, probe, video_stream
 
 # Audio codecs each container family stores as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -53,6 +53,11 @@ def _segment_rate(path: Path) -> Fraction:
         raise InputError(f"{path}: segment unreadable ({exc.strerror})") from exc
 
 
+def _video_time_base(path: str) -> Fraction:
+    with av.open(path) as container:
+        return Fraction(video_stream(container).time_base)
+
+
 def _audio_codecs(source_path: str) -> list[str]:
     with av.open(source_path) as container:
         return [stream.codec_context.name for stream in container.streams.audio]
@@ -70,16 +75,17 @@ def _at(grid: np.ndarray, j: float) -> float:
     return float(np.interp(j, np.arange(n), grid))
 
 
-def retime(video: Path, times_s: np.ndarray, out: Path) -> None:
-    """Remux a constant-rate ``video`` so its frame j is shown at ``times_s[j]`` (nothing re-encoded).
-    Decode timestamps follow the same map, so B-frames keep dts <= pts and dts rising."""
+def retime(video: Path, times_s: np.ndarray, out: Path, time_base: Fraction = Fraction(1, 90000)) -> None:
+    """Remux a constant-rate ``video`` so its frame j is shown at ``times_s[j]`` (nothing re-encoded),
+    in ``time_base`` (the source's, so its times are kept to the tick). Decode timestamps follow the
+    same map, so B-frames keep dts <= pts and dts rising."""
     with av.open(str(video)) as src, av.open(str(out), "w") as dst:
         ist = src.streams.video[0]
         ost = dst.add_stream_from_template(ist)
-        time_base = ist.time_base
-        ticks = 1.0 / float(ist.average_rate * time_base)  # pts per frame in the constant-rate file
+        ost.time_base = time_base
+        ticks = 1.0 / float(ist.average_rate * ist.time_base)  # pts per frame in the constant-rate file
         first = ist.start_time or 0
-        grid = first + np.asarray(times_s, np.float64) / float(time_base)  # the new pts of each frame
+        grid = np.asarray(times_s, np.float64) / float(time_base)  # the new pts of each frame
         frames, last_dts = 0, None
         for packet in src.demux(ist):
             if packet.dts is None or packet.pts is None:
@@ -88,8 +94,9 @@ def retime(video: Path, times_s: np.ndarray, out: Path) -> None:
             dts = min(round(_at(grid, (packet.dts - first) / ticks)), pts)
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1
-            packet.pts, packet.dts, last_dts = pts, dts, dts
             packet.stream = ost
+            packet.time_base = time_base
+            packet.pts, packet.dts, last_dts = pts, dts, dts
             dst.mux(packet)
             frames += 1
     if frames != len(times_s):
@@ -141,7 +148,7 @@ def assemble(
         if times is not None:
             joined, timed = Path(workdir) / "joined.mp4", Path(workdir) / "timed.mp4"
             run_ffmpeg([*video_in, "-map", "0:v:0", "-c", "copy", str(joined)], what=str(out_path))
-            retime(joined, times, timed)
+            retime(joined, times, timed, _video_time_base(source_path))
             video_in = ["-i", str(timed)]
         try:
             run_ffmpeg(
