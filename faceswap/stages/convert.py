@@ -318,9 +318,11 @@ def check_output(out: str, video: str | None = None) -> None:
     path = normalize_uri(out)
     if os.path.isdir(path):
         raise InputError(f"{out}: is a folder; give the output file's name")
-    if video is not None and not is_remote(video) and os.path.exists(path) and os.path.exists(normalize_uri(video)) \
-            and os.path.samefile(path, normalize_uri(video)):
-        raise InputError(f"{out}: is the input video; choose another --out")
+    if video is not None and not is_remote(video):
+        source = normalize_uri(video)
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            raise InputError(f"{out}: is the input video; choose another --out")
+
 
 # Each actor holds one core's worth of work; 0.9 leaves Ray Data's own tasks room on a 2-core node.
 ACTOR_CPUS = 0.9

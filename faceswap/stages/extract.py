@@ -182,9 +182,10 @@ def plan_shards(sources: list[dict], cfg: ExtractConfig, workers: int, refs: np.
             files = src["files"]
             for i, start in enumerate(range(0, len(files), IMAGES_PER_SHARD)):
                 stop = min(start + IMAGES_PER_SHARD, len(files))
-                shards.append({"id": _shard_id(f"{src['source']}-{i:05d}", fingerprint, start, stop, files[start:stop]),
+                chunk = files[start:stop]
+                shards.append({"id": _shard_id(f"{src['source']}-{i:05d}", fingerprint, start, stop, chunk),
                                "kind": "images", "source": src["source"], "uri": src["uri"], "start": start,
-                               "stop": stop, "files": files[start:stop]})
+                               "stop": stop, "files": chunk})
     return shards
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from faceswap.errors import InputError
 from faceswap.video.encode import fps_fraction, temp_sibling
 from faceswap.video.ffmpeg import run_ffmpeg
-from faceswap.video.probe import frame_times, probe, video_stream
+from faceswap.video.probe import frame_pts, probe, video_stream
 
 # Audio codecs each container family stores as they are; anything else is re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
@@ -75,32 +75,32 @@ def _at(grid: np.ndarray, j: float) -> float:
     return float(np.interp(j, np.arange(n), grid))
 
 
-def retime(video: Path, times_s: np.ndarray, out: Path, time_base: Fraction = Fraction(1, 90000)) -> None:
-    """Remux a constant-rate ``video`` so its frame j is shown at ``times_s[j]`` (nothing re-encoded),
-    in ``time_base`` (the source's, so its times are kept to the tick). Decode timestamps follow the
-    same map, so B-frames keep dts <= pts and dts rising."""
+def retime(video: Path, pts: np.ndarray, time_base: Fraction, out: Path) -> None:
+    """Remux a constant-rate ``video`` so its frame j is shown at ``pts[j]`` ticks of ``time_base``
+    (the source's own timestamps, kept to the tick; nothing re-encoded). Decode timestamps follow
+    the same map, so B-frames keep dts <= pts and dts rising."""
     with av.open(str(video)) as src, av.open(str(out), "w") as dst:
         ist = src.streams.video[0]
         ost = dst.add_stream_from_template(ist)
         ost.time_base = time_base
         ticks = 1.0 / float(ist.average_rate * ist.time_base)  # pts per frame in the constant-rate file
         first = ist.start_time or 0
-        grid = np.asarray(times_s, np.float64) / float(time_base)  # the new pts of each frame
+        grid = np.asarray(pts, np.float64)
         frames, last_dts = 0, None
         for packet in src.demux(ist):
             if packet.dts is None or packet.pts is None:
                 continue  # the demuxer's flush packet
-            pts = round(_at(grid, (packet.pts - first) / ticks))
-            dts = min(round(_at(grid, (packet.dts - first) / ticks)), pts)
+            new_pts = round(_at(grid, (packet.pts - first) / ticks))
+            dts = min(round(_at(grid, (packet.dts - first) / ticks)), new_pts)
             if last_dts is not None and dts <= last_dts:
                 dts = last_dts + 1
             packet.stream = ost
             packet.time_base = time_base
-            packet.pts, packet.dts, last_dts = pts, dts, dts
+            packet.pts, packet.dts, last_dts = new_pts, dts, dts
             dst.mux(packet)
             frames += 1
-    if frames != len(times_s):
-        raise InputError(f"{video}: {frames} frames to retime, the source has {len(times_s)}")
+    if frames != len(pts):
+        raise InputError(f"{video}: {frames} frames to retime, the source has {len(pts)}")
 
 
 def _concat_line(path: Path) -> str:
@@ -144,11 +144,11 @@ def assemble(
         listing = Path(workdir) / "segments.txt"
         listing.write_text("".join(_concat_line(s) for s in segments), encoding="utf-8")
         video_in = ["-f", "concat", "-safe", "0", "-i", str(listing)]
-        times = frame_times(source_path) if info.vfr else None
-        if times is not None:
+        table = frame_pts(source_path) if info.vfr else None
+        if table is not None:
             joined, timed = Path(workdir) / "joined.mp4", Path(workdir) / "timed.mp4"
             run_ffmpeg([*video_in, "-map", "0:v:0", "-c", "copy", str(joined)], what=str(out_path))
-            retime(joined, times, timed, _video_time_base(source_path))
+            retime(joined, table - table[0], _video_time_base(source_path), timed)
             video_in = ["-i", str(timed)]
         try:
             run_ffmpeg(

@@ -258,15 +258,6 @@ def frame_pts(path: str | os.PathLike) -> np.ndarray | None:
     return table
 
 
-def frame_times(path: str | os.PathLike) -> np.ndarray | None:
-    """Seconds from the first frame to each frame, in display order (None as for `frame_pts`)."""
-    table = frame_pts(path)
-    if table is None:
-        return None
-    with _open(path) as container:
-        time_base = video_stream(container).time_base
-    return (table - table[0]).astype(np.float64) * float(time_base)
-
 
 def keyframes(path: str | os.PathLike) -> list[int]:
     """Frame indices (presentation order) of the keyframes of `path`, from packet flags only."""
