@@ -125,6 +125,27 @@ def test_select_frames_spreads_a_subset():
     assert select_frames(3, 8) == [0, 1, 2]
 
 
+def test_sharpness_ratio_falls_for_a_blurred_face(backend, samples_dir):
+    from faceswap.metrics import sharpness
+
+    ref = cv2.cvtColor(cv2.imread(os.path.join(samples_dir, "refs", "a.png")), cv2.COLOR_BGR2RGB)
+    (_, pts), = _faces(backend, ref)
+    same = sharpness.sharpness_ratio([sharpness.face_energies(ref, ref, pts)])
+    blurred = sharpness.sharpness_ratio([sharpness.face_energies(ref, cv2.GaussianBlur(ref, (0, 0), 2), pts)])
+    sharpened = sharpness.sharpness_ratio([sharpness.face_energies(
+        ref, cv2.addWeighted(ref, 2.0, cv2.GaussianBlur(ref, (0, 0), 1.5), -1.0, 0), pts)])
+    assert same == 1.0
+    assert blurred < 0.5 < 1.0 < sharpened
+    # A blur outside the eroded hull (and the Laplacian's 1 px reach) does not count: the seam is left out.
+    from faceswap.faces.masks import erode
+
+    outside = ref.copy()
+    reach = erode(sharpness.region(pts, ref.shape[:2]).astype(np.float32), -2) > 0.5
+    outside[~reach] = cv2.GaussianBlur(ref, (0, 0), 2)[~reach]
+    assert sharpness.sharpness_ratio([sharpness.face_energies(ref, outside, pts)]) == pytest.approx(1.0, abs=1e-6)
+    assert sharpness.sharpness_ratio([]) is None
+
+
 # ---------------------------------------------------------------- the stage on the sample clips
 
 
@@ -136,6 +157,7 @@ def test_a_video_against_itself_is_perfect(ray_local, samples_dir, tmp_path):
     assert report["unchanged_faces"] == FEW_FRAMES
     assert report["pose_error_deg"] == 0.0 and report["expression_error"] < 1e-9
     assert report["flicker_ratio"] == 1.0
+    assert report["sharpness_ratio"] == pytest.approx(1.0, abs=0.02)
     assert report["psnr_outside_db"] == fidelity.PSNR_CAP_DB
     # The faces show A, the target references B: nothing is retrieved as B.
     assert report["identity_retrieval"] == 0.0
@@ -269,3 +291,28 @@ def test_the_visible_label_is_left_out_of_psnr(ray_local, samples_dir, tmp_path)
     (x0, y0, x1, y1), = marked["settings"]["excluded_boxes"]
     assert 192 < x0 < x1 <= 384 and 144 < y0 < y1 <= 288  # convert's corner: bottom-right
     assert plain["psnr_outside_db"] < 35 < marked["psnr_outside_db"]
+
+
+def test_sharpness_ratio_on_real_footage(ray_local, real_clips, tmp_path):
+    """A real talking-head clip against itself scores 1, a Gaussian-blurred copy (sigma 2) below 0.5."""
+    from faceswap.stages.evaluate import run_evaluate
+    from faceswap.video.decode import iter_frames
+    from faceswap.video.encode import SegmentWriter
+    from faceswap.video.probe import probe
+
+    src = real_clips["WolfgangLanger_Pexels.mp4"]
+    info = probe(src)
+    clip, blurred = str(tmp_path / "real.mp4"), str(tmp_path / "blurred.mp4")
+    with SegmentWriter(clip, info.width, info.height, info.fps) as plain, \
+            SegmentWriter(blurred, info.width, info.height, info.fps) as soft:
+        for _, _, rgb in iter_frames(src, 200, 248):  # eyes open, the hand moving away from the face
+            plain.write(rgb)
+            soft.write(cv2.GaussianBlur(rgb, (0, 0), 2))
+    frame = str(tmp_path / "ref.png")
+    cv2.imwrite(frame, cv2.cvtColor(next(iter_frames(src, 0, 1))[2], cv2.COLOR_RGB2BGR))
+    refs = [frame]
+    same = run_evaluate(EvaluateConfig(original=clip, swapped=clip, target=refs, max_frames=6))
+    soft = run_evaluate(EvaluateConfig(original=clip, swapped=blurred, target=refs, max_frames=6))
+    assert same["faces"] >= 6 and soft["faces"] >= 6
+    assert same["sharpness_ratio"] == pytest.approx(1.0, abs=0.02)
+    assert soft["sharpness_ratio"] < 0.5

@@ -1,4 +1,4 @@
-"""Swap quality metrics, as the face-swap literature reports them (see METRICS.md).
+"""Swap quality metrics, as the face-swap literature reports them (definitions: the README's metrics table).
 
     pose.py        head pose (yaw, pitch, roll) from 68 landmarks with solvePnP; pose error
     expression.py  eye and mouth landmark error after similarity alignment

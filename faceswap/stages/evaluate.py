@@ -5,11 +5,11 @@ temporal stability, fidelity outside the face, and the film's integrity.
       -> frames to evaluate (all, or --max-frames spread evenly) -> frame-range shards of the original
       -> [Ray Data actors, EvaluateShard: decode the same frames (and each one's predecessor) from both
           -> faces in the original (dlib) -> per face: changed? -> landmarks on the swapped frame
-          -> identity distances, pose error, expression error
+          -> identity distances, pose error, expression error, Laplacian energy (sharpness)
           -> per frame: flicker sums, squared error outside the face masks, barcodes]
       -> per-frame records -> metrics.report.build_report -> JSON, table, plot
 
-Metric definitions and units: faceswap/metrics/METRICS.md.
+Metric definitions and units: the README's metrics table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from faceswap.config import EvaluateConfig
 from faceswap.errors import InputError
-from faceswap.metrics import expression, fidelity, pose, report, temporal
+from faceswap.metrics import expression, fidelity, pose, report, sharpness, temporal
 from faceswap.storage import local_input, split_uri
 
 # One dlib actor is single-threaded; 0.75 CPU each lets two share a 2-core node with
@@ -142,6 +142,8 @@ class EvaluateShard:
                 "pose_original_deg": pose.head_pose(pts_o, hw), "pose_swapped_deg": pose.head_pose(pts_s, hw),
                 "pose_error_per_angle_deg": per_angle, "pose_error_deg": float(np.mean(per_angle)),
                 "expression_error": expression.expression_error(pts_o, pts_s),
+                # Laplacian energy [swapped, original, pixels] in the eroded hull: pooled into sharpness_ratio.
+                "sharpness_energy": sharpness.face_energies(orig, swap, pts_o),
             })
             hulls.append((hull, box))
             if changed:
