@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", "measure a swap: identity, pose, expression, flicker, fidelity, integrity")
     C.add_arguments(p, C.EvaluateConfig)
 
+    p = add("inspect", "compare two face sets' head poses and expressions: what B lacks that A has (and the "
+                       "reverse), before training")
+    C.add_arguments(p, C.InspectConfig)
+
     p = add("verify", "tell whether a video is marked as synthetic (exit 0 marked, 3 not marked)")
     p.add_argument("file", metavar="FILE", help="video file, local path or s3:// URI")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -157,6 +161,12 @@ def dispatch(args) -> int:
         from faceswap.stages.evaluate import print_report, run_evaluate
 
         print_report(run_evaluate(cfg))
+        return 0
+    if cmd == "inspect":
+        cfg = C.from_args(C.InspectConfig, args)
+        from faceswap.stages.inspect import format_report, run_inspect
+
+        print(format_report(run_inspect(cfg)))
         return 0
     if cmd == "run":
         cfg = _run_config_from_args(args)

@@ -123,6 +123,15 @@ class EvaluateConfig:
 
 
 @dataclass
+class InspectConfig:
+    a: str = req("face set A (the footage's face), from extract; local folder or s3:// URI", positional=True)
+    b: str = req("face set B (the new face), from extract", positional=True)
+    plot: str = opt("coverage.png", "write the coverage PNG here (both pose distributions, eye and mouth "
+                                    "openness; empty: none)")
+    json: str = opt("", "write the report as JSON here")
+
+
+@dataclass
 class RunConfig:
     """The whole pipeline: extract both sides, train, convert and assemble."""
 
