@@ -1,9 +1,11 @@
-"""Reconstruction losses: SSIM + L1 per pixel, optional eye/mouth weight, optional mask loss.
+"""Reconstruction losses: SSIM + L1 per pixel, weighted to the face, optional mask loss.
 
     loss = mean_w( L1(pred, target) + (1 - SSIM(pred, target)) / 2 ) + mask_weight * L1(mask, hull)
 
-``w`` = 1 + eye_mouth_weight * region map, so eyes and mouth (the parts a
-viewer judges identity and expression by) count more when asked.
+``w`` (``pixel_weights``) = (background + (1 - background) * face hull) * (1 + eye_mouth_weight * eyes/mouth):
+convert pastes only the face, so hair, neck and background get a small share of the model's
+capacity (``background`` < 1, DeepFaceLab's "masked training"), and eyes and mouth (the parts a
+viewer judges identity and expression by) count more.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.
     if mask_pred is not None and mask_target is not None:
         loss = loss + mask_weight * (mask_pred.float() - mask_target.float()).abs().mean()
     return loss
+
+
+def pixel_weights(aux: torch.Tensor, eye_mouth_weight: float, background: float) -> torch.Tensor | None:
+    """(B, 2, S, S) aux maps (face hull, eyes+mouth) -> (B, 1, S, S) loss weights, or None (uniform)."""
+    if eye_mouth_weight <= 0 and background >= 1:
+        return None
+    weight = background + (1 - background) * aux[:, 0:1] if background < 1 else torch.ones_like(aux[:, 0:1])
+    if eye_mouth_weight > 0:
+        weight = weight * (1 + eye_mouth_weight * aux[:, 1:2])
+    return weight
 
 
 # -- landmark-derived maps (built per sample in the data reader, in crop pixels) ---------------

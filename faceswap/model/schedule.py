@@ -1,0 +1,33 @@
+"""The learning rate over a run: linear warm-up, then a cosine decay to a floor.
+
+    lr(step) = base * min(1, (step + 1) / warmup)                      for step < warmup
+             = base * (floor + (1 - floor) * (1 + cos(pi * t)) / 2)    t = (step - warmup) / (total - warmup)
+
+Warm-up keeps Adam's first, badly scaled steps from throwing the fresh network around; the
+decay lets the last part of the run settle into a sharp minimum instead of hopping around it
+at full rate (at a constant rate the faces stay as soft as the noise of the last batches).
+With a time budget the total is not known in steps: the schedule then runs on the share of the
+budget spent (``progress`` in [0, 1]) instead of the step.
+"""
+
+from __future__ import annotations
+
+import math
+
+WARMUP_SHARE = 0.05
+MAX_WARMUP_STEPS = 200
+FLOOR = 0.1
+
+
+def lr_at(step: int, base_lr: float, total: int, progress: float | None = None,
+          decay: bool = True, floor: float = FLOOR) -> float:
+    """The learning rate of ``step`` of ``total`` (or at ``progress`` of a time budget)."""
+    warmup = max(1, min(MAX_WARMUP_STEPS, int(total * WARMUP_SHARE)))
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    if not decay:
+        return base_lr
+    if progress is None:
+        progress = (step - warmup) / max(1, total - warmup)
+    t = min(1.0, max(0.0, progress))
+    return base_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
