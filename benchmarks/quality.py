@@ -161,6 +161,7 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "quality.log")
     open(log, "w").close()
+    commit = git_commit()  # now: the stages below import the package from this tree as they start
     steps = args.steps or (GPU_STEPS if args.gpu else CPU_STEPS)
     train_flags = ["--steps", str(steps), *(["--gpu"] if args.gpu else []), *args.train_args]
     print(f"real-footage quality benchmark -> {out} (log: {log})", flush=True)
@@ -195,7 +196,6 @@ def main() -> None:
             report = json.load(f)
         results[name] = {k: report.get(k) for k in METRICS}
         sheet_rows.append((name, video, swapped, face_boxes(faces, clip_name), SHEET_FRAMES[name]))
-    commit = git_commit()
     recipe = "faceswap train " + " ".join(train_flags)
     sheet = contact_sheet(sheet_rows, f"{commit}  {recipe}  (train {times['train_s']:.0f} s)")
     sheet_path = os.path.join(out, "contact_sheet.png")
