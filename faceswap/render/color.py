@@ -25,17 +25,29 @@ def match_color(face: np.ndarray, target: np.ndarray, mask: np.ndarray, method: 
         return face
     if method == "mean":
         shift = target[region].mean(0) - face[region].mean(0)
-        return np.clip(face.astype(np.float32) + shift, 0, 255).astype(np.uint8)
+        out = np.clip(face.astype(np.float32) + shift, 0, 255).astype(np.uint8)
+        return _grey_like(out, target, region)
     if method == "reinhard":
         f = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
         t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
         f_mean, f_std = f[region].mean(0), f[region].std(0) + 1e-3
         t_mean, t_std = t[region].mean(0), t[region].std(0) + 1e-3
-        # Bound the gain: a nearly flat generated region must not be blown up into noise.
-        gain = np.clip(t_std / f_std, 0.5, 2.0)
+        # Bound the gain: a nearly flat generated region must not be blown up into noise. Lightness keeps
+        # at least half its spread (a flat-lit face still has shading), but chroma follows the footage
+        # all the way down: grayscale footage (a, b spread 0) gets a grayscale face, not a faded colour one.
+        gain = np.clip(t_std / f_std, [0.5, 0.0, 0.0], 2.0)
         out = (f - f_mean) * gain + t_mean
-        return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
-    return _match_histograms(face, target, region)
+        return cv2.cvtColor(np.clip(np.round(out), 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    return _grey_like(_match_histograms(face, target, region), target, region)
+
+
+def _grey_like(face: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``face`` in grey when the footage's face carries no colour (at most 2 levels between channels)."""
+    t = target[region].astype(np.int16)
+    if np.abs(t - t.mean(1, keepdims=True)).max() > 2:
+        return face
+    grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def _match_histograms(face: np.ndarray, target: np.ndarray, region: np.ndarray) -> np.ndarray:
