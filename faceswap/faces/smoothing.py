@@ -1,0 +1,107 @@
+"""Temporal smoothing of face tracks for convert: steady faces without lag, no holes.
+
+    records of a frame range (+ HALO frames each side) -> tracks (faces linked frame to frame)
+      -> gaps of at most MAX_GAP frames filled by interpolation
+      -> landmarks smoothed per track: Savitzky-Golay (quadratic, WINDOW frames), zero phase
+      -> per frame: the smoothed faces
+
+Why Savitzky-Golay: it fits a quadratic to the frames around each frame, looking ahead as well
+as back (a shard knows all its frames), so steady motion and even a turning head's acceleration
+pass through unchanged (no lag) while frame-to-frame detector noise is averaged out. A causal
+filter (a moving average of past frames, a One-Euro filter) must lag to smooth.
+Shard joins: a shard reads HALO frames beyond each end, so a frame near a join sees the same
+neighbours whichever shard renders it, and the two segments meet without a step.
+Cuts: a track ends where no face overlaps the last one (the tracker also ends tracks at a cut);
+smoothing never crosses from one track to the next.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WINDOW = 7        # frames in each fit (odd); ~0.3 s at 24 fps
+ORDER = 2         # polynomial order: keeps constant speed and steady acceleration
+MAX_GAP = 2       # missing frames inside a track that are filled (the original face would flash back)
+HALO = WINDOW // 2 + MAX_GAP + 1  # frames beyond a shard's ends that decide its smoothing
+MIN_OVERLAP = 0.3  # box overlap (IoU) that links a face to the same track in the next frame
+
+
+def _box(landmarks: np.ndarray) -> np.ndarray:
+    return np.concatenate([landmarks.min(0), landmarks.max(0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def link_tracks(faces: dict[int, list[np.ndarray]]) -> list[dict[int, int]]:
+    """Tracks as {frame: index of the face in that frame's list}; a face joins the track whose last
+    face (at most MAX_GAP + 1 frames back) overlaps it most, greedily by overlap."""
+    tracks: list[dict[int, int]] = []
+    last: list[tuple[int, np.ndarray]] = []  # per track: (frame, box) of its newest face
+    for frame in sorted(faces):
+        boxes = [_box(np.asarray(lm, np.float64).reshape(68, 2)) for lm in faces[frame]]
+        pairs = sorted(((_iou(box, last[t][1]), t, i) for t in range(len(tracks)) for i, box in enumerate(boxes)
+                        if 0 < frame - last[t][0] <= MAX_GAP + 1), reverse=True)
+        used_t, used_i = set(), set()
+        for overlap, t, i in pairs:
+            if overlap < MIN_OVERLAP or t in used_t or i in used_i:
+                continue
+            tracks[t][frame] = i
+            last[t] = (frame, boxes[i])
+            used_t.add(t)
+            used_i.add(i)
+        for i, box in enumerate(boxes):
+            if i not in used_i:
+                tracks.append({frame: i})
+                last.append((frame, box))
+    return tracks
+
+
+def _savgol_weights(n: int, center: int, order: int) -> np.ndarray:
+    """Weights over ``n`` samples that evaluate a least-squares polynomial fit at ``center``."""
+    x = np.arange(n, dtype=np.float64) - center
+    vander = np.vander(x, min(order, n - 1) + 1, increasing=True)  # (n, k)
+    # The fit's value at x = 0 is the first coefficient: row 0 of the pseudo-inverse.
+    return np.linalg.pinv(vander)[0]
+
+
+def smooth_sequence(values: np.ndarray, window: int = WINDOW, order: int = ORDER) -> np.ndarray:
+    """Zero-phase Savitzky-Golay smoothing along axis 0 of (T, ...) values; near the ends the fit
+    uses the frames there are (the window shifts inward), so the ends do not lag either."""
+    values = np.asarray(values, dtype=np.float64)
+    t = len(values)
+    if t < 3:
+        return values.copy()
+    n = min(window, t if t % 2 else t - 1)
+    half = n // 2
+    flat = values.reshape(t, -1)
+    out = np.empty_like(flat)
+    inner = _savgol_weights(n, half, order)
+    for i in range(t):
+        start = min(max(0, i - half), t - n)
+        weights = inner if start == i - half else _savgol_weights(n, i - start, order)
+        out[i] = weights @ flat[start:start + n]
+    return out.reshape(values.shape)
+
+
+def smooth_tracks(faces: dict[int, list[np.ndarray]]) -> dict[int, list[tuple[np.ndarray, int | None]]]:
+    """Per frame, each face's smoothed (68, 2) landmarks and the index of its record in that frame
+    (None for a face filled into a gap). Frames are those of ``faces`` plus the filled ones."""
+    out: dict[int, list[tuple[np.ndarray, int | None]]] = {}
+    for track in link_tracks(faces):
+        frames = sorted(track)
+        full = list(range(frames[0], frames[-1] + 1))
+        known = np.array(frames)
+        pts = np.stack([np.asarray(faces[f][track[f]], np.float64).reshape(68, 2) for f in frames])
+        # Fill gaps (at most MAX_GAP frames: link_tracks never links across longer ones) linearly.
+        filled = np.stack([np.stack([np.interp(full, known, pts[:, p, c]) for c in range(2)], axis=1)
+                           for p in range(68)], axis=1)                                     # (T, 68, 2)
+        smoothed = smooth_sequence(filled)
+        for k, frame in enumerate(full):
+            out.setdefault(frame, []).append((smoothed[k], track.get(frame)))
+    return out

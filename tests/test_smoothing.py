@@ -1,0 +1,85 @@
+"""Face-track smoothing for convert: noise averaged out, real motion followed without lag, short
+holes filled, tracks kept apart, and the same result on both sides of a shard join.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from faceswap.faces import smoothing
+from faceswap.faces.align import MEAN_FACE_68
+
+
+def _face(x: float, y: float, scale: float = 100.0) -> np.ndarray:
+    return MEAN_FACE_68 * scale + np.array([x, y])
+
+
+def _track(xs, y=100.0, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return {f: [_face(x, y) + rng.normal(0, noise, (68, 2))] for f, x in enumerate(xs)}
+
+
+def _smoothed_x(result, frames):
+    return np.array([result[f][0][0][:, 0].mean() for f in frames])
+
+
+def test_noise_is_averaged_out_and_steady_motion_passes_unchanged():
+    truth = 100 + 3.0 * np.arange(60)                      # 3 px a frame
+    noisy = smoothing.smooth_tracks(_track(truth, noise=1.5))
+    clean = smoothing.smooth_tracks(_track(truth))
+    frames = range(60)
+    # Without noise, steady motion comes out exactly as it went in, ends included (no lag).
+    assert np.allclose(_smoothed_x(clean, frames), truth - truth[0] + _track(truth)[0][0][:, 0].mean(), atol=1e-6)
+    raw = np.array([_track(truth, noise=1.5)[f][0] for f in frames])
+    err_raw = np.abs(raw - np.array([_face(x, 100) for x in truth])).mean()
+    err_smooth = np.abs(np.array([noisy[f][0][0] for f in frames]) - np.array([_face(x, 100) for x in truth])).mean()
+    assert err_smooth < 0.6 * err_raw
+
+
+def test_a_fast_head_turn_is_followed_within_one_frame():
+    frames = np.arange(40)
+    truth = 100 + 60 / (1 + np.exp(-(frames - 20) / 1.2))  # 60 px in ~6 frames
+    out = smoothing.smooth_tracks(_track(truth))
+    got = _smoothed_x(out, frames) - _track(truth)[0][0][:, 0].mean() + truth[0]
+    half = 100 + 30
+    assert abs(np.argmax(got >= half) - np.argmax(truth >= half)) <= 1
+    assert np.abs(got - truth).max() < 0.25 * 60 / 6    # within a quarter of a frame's motion
+
+
+def test_short_holes_are_filled_and_long_ones_split_the_track():
+    xs = 100 + 2.0 * np.arange(30)
+    faces = _track(xs)
+    for f in (10, 20, 21):
+        del faces[f]
+    out = smoothing.smooth_tracks(faces)
+    assert sorted(out) == list(range(30))
+    assert out[10][0][1] is None and out[20][0][1] is None and out[11][0][1] == 0
+    assert abs(out[10][0][0][:, 0].mean() - _face(xs[10], 100)[:, 0].mean()) < 0.5
+    for f in (5, 6, 7):  # three frames missing: the face is gone; no face is invented
+        del faces[f]
+    out = smoothing.smooth_tracks(faces)
+    assert not {5, 6, 7} & set(out)
+
+
+def test_two_faces_stay_two_tracks():
+    faces = {f: [_face(100 + f, 100), _face(400 - f, 120, 80)] for f in range(20)}
+    faces[7] = faces[7][::-1]  # the detector's order changes: the tracks do not
+    out = smoothing.smooth_tracks(faces)
+    assert all(len(out[f]) == 2 for f in range(20))
+    left = [min(out[f], key=lambda face: face[0][:, 0].mean()) for f in range(20)]
+    assert [face[1] for face in left] == [0] * 7 + [1] + [0] * 12
+    assert np.allclose([face[0][:, 0].mean() for face in left], [_face(100 + f, 100)[:, 0].mean() for f in range(20)])
+
+
+def test_both_sides_of_a_shard_join_see_the_same_smoothing():
+    xs = 100 + 40 * np.sin(np.arange(100) / 7.0)
+    faces = _track(xs, noise=1.0, seed=3)
+    del faces[48]  # a hole right at the join
+    whole = smoothing.smooth_tracks(faces)
+    join, halo = 50, smoothing.HALO
+    first = smoothing.smooth_tracks({f: v for f, v in faces.items() if f < join + halo})
+    second = smoothing.smooth_tracks({f: v for f, v in faces.items() if f >= join - halo})
+    for f in range(join - 5, join):
+        assert np.allclose(first[f][0][0], whole[f][0][0])
+    for f in range(join, join + 5):
+        assert np.allclose(second[f][0][0], whole[f][0][0])
