@@ -6,6 +6,9 @@
 
 1.0 means the swapped face changes from frame to frame exactly as much as the
 original face did (the real motion); above 1 it flickers or jitters.
+
+    landmarks of a face at t-1 and t in both videos -> mean landmark displacement
+      -> pooled over faces -> jitter ratio = swapped / original (1.0: moves as the footage does)
 """
 
 from __future__ import annotations
@@ -32,3 +35,23 @@ def flicker_ratio(swapped_change: float, original_change: float, samples: int) -
     if original_change <= 0:
         return 1.0 if swapped_change <= 0 else None
     return float(swapped_change / original_change)
+
+
+def landmark_motion(prev: np.ndarray, cur: np.ndarray) -> float:
+    """Mean displacement (px) of the 68 landmarks between two frames."""
+    a = np.asarray(prev, dtype=np.float64).reshape(68, 2)
+    b = np.asarray(cur, dtype=np.float64).reshape(68, 2)
+    return float(np.linalg.norm(b - a, axis=1).mean())
+
+
+def jitter_ratio(motions) -> float | None:
+    """Pooled swapped / original landmark motion over [swapped px, original px] pairs.
+
+    1.0: the swapped face moves exactly as much as the footage's face; above 1 it wobbles (its
+    landmarks move where the footage's did not); None without measured pairs or original motion.
+    """
+    pairs = [m for m in motions if m is not None]
+    s, o = sum(float(m[0]) for m in pairs), sum(float(m[1]) for m in pairs)
+    if not pairs or o <= 0:
+        return None
+    return s / o
