@@ -31,12 +31,11 @@ import numpy as np
 
 from faceswap.config import ExtractConfig
 from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
-from faceswap.faces.identity import IMAGE_SUFFIXES
+from faceswap.inputs import expand, is_image
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
 
 SCHEMA_VERSION = 1
 IMAGES_PER_SHARD = 32
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 # dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
 # every this many of its frames, not on every frame.
 IDENTITY_EVERY_FRAMES = 32
@@ -56,35 +55,6 @@ def alignment_schema():
 
 
 # -- inputs and plan ---------------------------------------------------------------------
-
-def _kind(uri: str) -> str:
-    low = uri.lower()
-    return "image" if low.endswith(IMAGE_SUFFIXES) else "video"
-
-
-def _expand(uri: str) -> list[str]:
-    """A file URI as is; a folder (local or s3 prefix) as the images and videos in it and its
-    subfolders (hidden ones skipped), sorted."""
-    if is_remote(uri):
-        if uri.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES):
-            return [uri]
-        store = Store(uri)
-        keys = [k for k in store.list() if k.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
-        return [store.url(k) for k in keys] if keys else [uri]
-    path = normalize_uri(uri)
-    if os.path.isdir(path):
-        found = []
-        for folder, subfolders, names in os.walk(path):
-            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-            found += [os.path.join(folder, n) for n in names
-                      if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
-        if not found:
-            raise InputError(f"{uri}: folder holds no images or videos")
-        return sorted(found)
-    if not os.path.exists(path):
-        raise InputError(f"{uri}: no such file or folder")
-    return [path]
-
 
 def _check_image(uri: str, min_face_px: int) -> None:
     with local_input(uri) as local:
@@ -118,7 +88,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
     seen: set[str] = set()
     for arg in cfg.inputs:
         try:
-            files = _expand(arg)
+            files = expand(arg)
         except FaceswapError as exc:
             refuse(arg, exc)
             continue
@@ -127,7 +97,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
         images = []
         for uri in files:
             try:
-                if _kind(uri) == "image":
+                if is_image(uri):
                     _check_image(uri, cfg.min_face_px)
                     images.append(uri)
                     continue

@@ -15,15 +15,12 @@ import time
 
 from faceswap.config import ConvertConfig, EvaluateConfig, ExtractConfig, RunConfig, TrainConfig
 from faceswap.errors import InputError
+from faceswap.inputs import is_video, videos_in
 from faceswap.storage import Store, is_remote
+from faceswap.video.shards import source_id
 
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 DEMO_LABEL = "AI-GENERATED"
 DEMO_STEPS = 1500
-
-
-def _is_video(uri: str) -> bool:
-    return os.path.splitext(uri.lower())[1] in VIDEO_EXTS
 
 
 def _output_for(cfg: RunConfig, video: str, videos: list[str]) -> str:
@@ -41,7 +38,7 @@ def _target_references(cfg: RunConfig, faces_b: str, tmp_dir: str, count: int = 
     """References of the new face for evaluation: given ones, else a few crops of face set B."""
     if cfg.target_identity:
         return cfg.target_identity
-    photos = [t for t in cfg.target if not _is_video(t)]
+    photos = [t for t in cfg.target if not is_video(t)]
     if photos:
         return photos
     store = Store(faces_b)
@@ -64,9 +61,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     from faceswap.stages.train import run_train
 
     t0 = time.monotonic()
-    videos = [s for s in cfg.source if _is_video(s)]
+    # The footage as extract reads it (folders included): its videos are what convert renders.
+    videos = videos_in(cfg.source)
     if not videos:
-        raise InputError(f"{', '.join(cfg.source)}: the source footage has no video to convert")
+        raise InputError(f"{', '.join(cfg.source)}: no video in the source footage (convert renders video "
+                         f"files; photos of the person only help training, as --target or --identity)")
+    outputs = [_output_for(cfg, video, videos) for video in videos]
+    clash = next((o for o in outputs if outputs.count(o) > 1), None)
+    if clash:
+        raise InputError(f"{clash}: two source videos share a file name; give them different names")
     work = Store(cfg.work)
     work.check_writable()
     faces_a, faces_b, model = work.url("faces/a"), work.url("faces/b"), work.url("model")
@@ -86,11 +89,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     results["train"] = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, **cfg.train), progress=progress)
     results["convert"], results["evaluate"] = [], []
     with tempfile.TemporaryDirectory(prefix="faceswap-run-") as tmp:
-        for video in videos:
-            out = _output_for(cfg, video, videos)
+        for video, out in zip(videos, outputs):
             stage(f"convert {os.path.basename(video)}")
             conv = ConvertConfig(video=video, faces=faces_a, model=model, out=out,
-                                 work=work.url(f"convert/{_safe_name(video)}"), **cfg.convert)
+                                 work=work.url(f"convert/{source_id(video)}"), **cfg.convert)
             results["convert"].append(run_convert(conv, progress=progress))
             results["outputs"].append(out)
             if cfg.evaluate:
@@ -107,12 +109,6 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
                                             **{k: v for k, v in report.items() if k != "per_frame"}})
     results["seconds"] = round(time.monotonic() - t0, 1)
     return results
-
-
-def _safe_name(uri: str) -> str:
-    from faceswap.video.shards import source_id
-
-    return source_id(uri)
 
 
 def run_demo(out_dir: str, steps: int = 0) -> dict:
