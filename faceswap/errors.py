@@ -30,3 +30,23 @@ class ServiceUnavailable(Exception):
     """A service (object store, Ray) did not answer after bounded retries: exit 1."""
 
     exit_code = 1
+
+
+def chain(exc: BaseException | None):
+    """``exc`` and everything behind it: causes, contexts, and the errors Ray wraps (a task's
+    ``cause``, Ray Train's ``worker_failures`` and ``controller_failure``), each once."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
+        todo += list((getattr(e, "worker_failures", None) or {}).values())
+
+
+def user_error(exc: BaseException) -> FaceswapError | ServiceUnavailable | None:
+    """The error behind ``exc`` that tells the user what to do (bad input: exit 2; a service down:
+    exit 1), or None for a crash."""
+    return next((e for e in chain(exc) if isinstance(e, (FaceswapError, ServiceUnavailable))), None)

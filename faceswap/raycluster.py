@@ -14,7 +14,7 @@ import logging
 import os
 
 from faceswap.errors import ServiceUnavailable
-from faceswap.storage import SECRET_VARS, share_secrets
+from faceswap.s3 import share_secrets, stage_env
 
 CPU_NODE = "cpu_node"
 GPU_NODE = "gpu_node"
@@ -32,7 +32,7 @@ def ensure_ray(address: str | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # Workers started by a local Ray inherit the driver's environment; on a remote
     # cluster the store's endpoint and credentials must travel with the job.
-    runtime_env = stage_runtime_env(secrets=False)  # shared through Ray's key-value store once connected
+    runtime_env = stage_env(secrets=False)  # shared through Ray's key-value store once connected
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -63,22 +63,9 @@ def quiet_worker_logs() -> None:
         _DropStateApiNoise())
 
 
-STORE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                  "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
-
-
-def stage_runtime_env(secrets: bool = True) -> dict | None:
-    """The driver's object-store settings for a stage's workers.
-
-    They may have been set after Ray started (a test, a notebook), and then the
-    workers would not inherit them. The secret key and session token go through
-    Ray's internal key-value store instead (storage.share_secrets), because Ray's
-    runtime-env agent logs every runtime env in full; only a driver that cannot
-    share them (Ray Client) sends them here.
-    """
-    shared = not secrets or share_secrets()
-    env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ and (not shared or k not in SECRET_VARS)}
-    return {"env_vars": env} if env else None
+def stage_runtime_env() -> dict | None:
+    """What a stage's workers need from the driver's environment: the S3 settings (faceswap.s3)."""
+    return stage_env()
 
 
 def _quiet_ray_data() -> None:

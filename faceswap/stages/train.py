@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
 from faceswap.model.dataset import FaceStream, decode_sample, load_records
 from faceswap.model.export import load_weights, weights_bytes, write_model
 from faceswap.model.losses import reconstruction_loss
+from faceswap.s3 import arrow_filesystem
 from faceswap.storage import Store, normalize_uri
 
 log = logging.getLogger(__name__)
@@ -154,23 +154,6 @@ def read_checkpoint(data: bytes, name: str, mcfg: ModelConfig) -> dict:
         raise ConfigError(f"{name}: checkpoint holds a '{stored.preset}' model, this run asks for "
                           f"'{mcfg.preset}' ({diff}); use the same --preset or a new --out")
     return state
-
-
-def _storage(uri: str):
-    """Ray Train's storage_path and storage_filesystem for a local or s3:// --out."""
-    if not uri.startswith("s3://"):
-        return uri, None
-    import pyarrow.fs as pafs
-
-    kwargs = {"region": os.environ.get("AWS_REGION") or "us-east-1"}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    if endpoint:
-        parsed = urlparse(endpoint)
-        kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"],
-                      secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
-    return uri[len("s3://"):], pafs.S3FileSystem(**kwargs)
 
 
 # -- rank-0 outputs ----------------------------------------------------------------------------
@@ -448,7 +431,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         # On CPU every core is a training thread; a worker takes its share of the machine.
         cpus = float(max(1, min(16, node_cpus, cluster_cpus() // cfg.workers)))
         resources = {"CPU": cpus, **cpu_stage_resources()}
-    storage_path, storage_fs = _storage(out.uri)
+    storage_path, storage_fs = arrow_filesystem(out.uri)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
