@@ -239,3 +239,20 @@ def test_the_face_set_of_a_video_is_found_by_its_content_not_its_name(trained, t
         _faceset_source(manifest, other, 100, signature(other), "faces")
     with pytest.raises(InputError, match="another version of"):  # the same path, its content changed
         _faceset_source(manifest, trained["video"], 100, "0" * 16, "faces")
+
+
+def test_resume_does_not_depend_on_how_the_paths_are_spelled(trained, tmp_path, monkeypatch):
+    """The same command with relative paths reuses every segment of the run with absolute ones."""
+    from faceswap.stages.convert import run_convert
+
+    out = tmp_path / "spelled" / "film.mp4"
+    absolute = ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=str(out),
+                             lossless=True, shard_frames=50)
+    first = run_convert(absolute, progress=False)
+    monkeypatch.chdir(tmp_path)
+    relative = ConvertConfig(video=os.path.relpath(trained["video"]), faces=os.path.relpath(trained["faces"]),
+                             model=os.path.relpath(trained["model"]), out="spelled/film.mp4", lossless=True,
+                             shard_frames=50)
+    second = run_convert(relative, progress=False)
+    assert first["segments_reused"] == 0 and second["segments_reused"] == second["segments"] == first["segments"]
+    assert len(os.listdir(str(out) + ".work/segments")) == 1, "a second plan folder: the segments were redone"

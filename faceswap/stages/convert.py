@@ -25,7 +25,7 @@ from collections import defaultdict
 import numpy as np
 
 from faceswap import __version__
-from faceswap.config import ConvertConfig
+from faceswap.config import ConvertConfig, normalized
 from faceswap.errors import FaceswapError, InputError
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri, split_uri
 
@@ -335,6 +335,7 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
     from faceswap.raycluster import cpu_stage_resources, stage_runtime_env
 
     t0 = time.monotonic()
+    cfg = normalized(cfg)  # one spelling of every path: the plan's hash and resume depend on it
     check_output(cfg.out, cfg.video)
     out_store, _ = split_uri(cfg.out)
     out_store.check_writable()

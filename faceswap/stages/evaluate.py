@@ -22,7 +22,7 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from faceswap.config import EvaluateConfig
+from faceswap.config import EvaluateConfig, normalized
 from faceswap.errors import InputError
 from faceswap.metrics import expression, fidelity, pose, report, temporal
 from faceswap.storage import local_input, split_uri
@@ -264,6 +264,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
     from faceswap.video.shards import plan_video_shards, source_id
 
+    cfg = normalized(cfg)
     if not cfg.target:
         raise InputError("evaluate: --target needs at least one reference image of the new face")
     info_o, keys = _probe(cfg.original)

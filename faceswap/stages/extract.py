@@ -29,7 +29,7 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from faceswap.config import ExtractConfig
+from faceswap.config import ExtractConfig, normalized
 from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
 from faceswap.inputs import expand, is_image
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
@@ -329,6 +329,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
                                      stage_runtime_env)
 
     t0, started = time.perf_counter(), time.time()
+    cfg = normalized(cfg)
     # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
     sources, bad = validate_inputs(cfg)
     if not sources:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from faceswap.config import TrainConfig
+from faceswap.config import TrainConfig, normalized
 from faceswap.errors import ConfigError, FaceswapError, InputError
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
@@ -35,7 +35,7 @@ from faceswap.model.dataset import FaceStream, decode_sample, load_records
 from faceswap.model.export import load_weights, weights_bytes, write_model
 from faceswap.model.losses import reconstruction_loss
 from faceswap.s3 import arrow_filesystem
-from faceswap.storage import Store, normalize_uri
+from faceswap.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources, stage_runtime_env
 
     # Workers run in another working directory: relative paths are the driver's.
-    cfg = dataclasses.replace(cfg, a=normalize_uri(cfg.a), b=normalize_uri(cfg.b), out=normalize_uri(cfg.out))
+    cfg = normalized(cfg)
     mcfg, total, batch, lr = resolve(cfg)
     out = Store(cfg.out)
     out.check_writable()
