@@ -60,18 +60,16 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
     from faceswap.provenance.watermark import Watermarker, payload_for
     from faceswap.render.color import match_color
     from faceswap.render.paste import paste_face
-    from faceswap.stages.convert import load_records
-    from faceswap.storage import Store
+    from faceswap.faceset import FaceSet, frame_records
     from faceswap.video.decode import iter_frames
     from faceswap.video.encode import SegmentWriter
     from faceswap.video.probe import probe
 
     torch.set_num_threads(1)
     info = probe(video)
-    store = Store(faces_uri)
-    manifest = store.read_json("manifest.json")
+    faceset = FaceSet(faces_uri)
     swapper = load_swapper(model_uri)
-    records = load_records(store, manifest["shards"], manifest["shards"][0]["source"], 0, frames)
+    records = frame_records(faceset.store, faceset.shards(faceset.shards()[0]["source"]), 0, frames)
     marker, landmarker = Watermarker(payload_for(swapper.fingerprint)), make_backend("dlib")
     t0 = time.perf_counter()
     with SegmentWriter(os.path.join(out_dir, "naive.mkv"), info.width, info.height, info.fps, threads=1) as w:

@@ -225,20 +225,19 @@ def test_the_face_set_of_a_video_is_found_by_its_content_not_its_name(trained, t
     import shutil
 
     from faceswap.errors import InputError
-    from faceswap.stages.convert import _faceset_source
-    from faceswap.storage import Store
+    from faceswap.faceset import FaceSet
     from faceswap.video.probe import signature
 
-    manifest = Store(trained["faces"]).read_json("manifest.json")
-    source = manifest["inputs"][0]["source"]
+    faceset = FaceSet(trained["faces"])
+    source = faceset.inputs("video")[0]["source"]
     moved = tmp_path / "renamed.mp4"
     shutil.copy(trained["video"], moved)
-    assert _faceset_source(manifest, str(moved), 100, signature(moved), "faces") == source
+    assert faceset.find_source(str(moved), 100, signature(moved)) == source
     other = os.path.join(os.path.dirname(trained["video"]), "a_small.mp4")  # same length, another film
     with pytest.raises(InputError, match="no records for"):
-        _faceset_source(manifest, other, 100, signature(other), "faces")
+        faceset.find_source(other, 100, signature(other))
     with pytest.raises(InputError, match="another version of"):  # the same path, its content changed
-        _faceset_source(manifest, trained["video"], 100, "0" * 16, "faces")
+        faceset.find_source(trained["video"], 100, "0" * 16)
 
 
 def test_resume_does_not_depend_on_how_the_paths_are_spelled(trained, tmp_path, monkeypatch):

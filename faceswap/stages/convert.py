@@ -27,7 +27,8 @@ import numpy as np
 from faceswap import __version__
 from faceswap.config import ConvertConfig, normalized
 from faceswap.errors import FaceswapError, InputError
-from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri, split_uri
+from faceswap.faceset import FaceSet, alignment_key, frame_records
+from faceswap.storage import Store, is_remote, local_input, normalize_uri, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class ConvertShard:
         from faceswap.video.encode import SegmentWriter
 
         plan, s = self.plan, self.settings
-        records = load_records(self.faces, plan["faceset_shards"], plan["faceset_source"], start, stop)
+        records = frame_records(self.faces, plan["faceset_shards"], start, stop)
         key = segment_key(plan, shard)
         swapped_frames = faces = 0
         with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
@@ -179,35 +180,6 @@ def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
     store.write_bytes(f"frames/{index:08d}.png", data.tobytes())
 
 
-# -- records ---------------------------------------------------------------------------------------
-
-def load_records(faces: Store, faceset_shards: list[dict], source: str, start: int, stop: int) -> dict:
-    """frame -> [(landmarks (68,2), matrix (6,), crop size, bbox (4,))] for the kept faces of [start, stop)."""
-    out: dict[int, list] = defaultdict(list)
-    for entry in faceset_shards:
-        if entry["source"] != source or entry["stop"] <= start or entry["start"] >= stop:
-            continue
-        key = check_key(f"alignments/{entry['id']}.parquet")
-        table = faces.read_parquet(key)
-        cols = set(table.column_names)
-        missing = {"frame", "landmarks", "matrix", "size", "bbox"} - cols
-        if missing:
-            raise InputError(f"{faces.url(key)}: alignment records lack {', '.join(sorted(missing))}")
-        frames = table.column("frame").to_numpy()
-        keep = np.nonzero((frames >= start) & (frames < stop))[0]
-        if not len(keep):
-            continue
-        sub = table.take(keep)
-        for frame, landmarks, matrix, size, bbox in zip(
-                sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(), sub.column("matrix").to_pylist(),
-                sub.column("size").to_pylist(), sub.column("bbox").to_pylist()):
-            if (landmarks is None or matrix is None or bbox is None or len(landmarks) != 136 or len(matrix) != 6
-                    or len(bbox) != 4):
-                raise InputError(f"{faces.url(key)}: malformed record for frame {frame}")
-            out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size), bbox))
-    return out
-
-
 # -- planning ---------------------------------------------------------------------------------------
 
 def default_work(out: str) -> str:
@@ -228,36 +200,6 @@ def segment_key(plan: dict, shard: str) -> str:
     return f"segments/{plan['hash']}/{shard}{SEGMENT_EXT}"
 
 
-def _faceset_source(manifest: dict, video_uri: str, frames: int, sig: str, where: str) -> str:
-    """Which source of the face set is this video: the one whose file signature it has (moved or
-    renamed files included); for a face set without signatures, the same URI, else the same file
-    name with the same frame count. Anything else is another video: its faces are elsewhere."""
-    from faceswap.video.shards import source_id
-
-    sources = {}
-    for entry in manifest.get("inputs", []):
-        if isinstance(entry, dict) and entry.get("kind", "video") == "video":
-            sources[entry.get("source") or entry.get("id")] = entry
-    signed = {sid: e["signature"] for sid, e in sources.items() if e.get("signature")}
-    if signed:
-        found = [sid for sid, s in signed.items() if s == sig]
-        if found:
-            return found[0]
-        if source_id(video_uri) in signed:
-            raise InputError(f"{where}: was extracted from another version of {video_uri} (the file changed since; "
-                             f"extract it again)")
-    else:
-        if source_id(video_uri) in sources:
-            return source_id(video_uri)
-        name = os.path.basename(video_uri)
-        by_name = [sid for sid, e in sources.items()
-                   if os.path.basename(str(e.get("uri", ""))) == name and int(e.get("frames", -1)) == frames]
-        if len(by_name) == 1:
-            return by_name[0]
-    raise InputError(f"{where}: this face set has no records for {video_uri} "
-                     f"(its videos: {', '.join(sorted(str(e.get('uri')) for e in sources.values())) or 'none'})")
-
-
 def make_plan(cfg: ConvertConfig) -> dict:
     """Probe the inputs (fail fast, before the cluster works) and plan the segments."""
     from faceswap.model.export import load_swapper
@@ -271,15 +213,12 @@ def make_plan(cfg: ConvertConfig) -> dict:
         info = probe(path)
         keys = keyframes(path)
         sig = signature(path)
-    faces = Store(cfg.faces)
-    if not faces.exists("manifest.json"):
-        raise InputError(f"{cfg.faces}: not a face set (no manifest.json; run `faceswap extract` first)")
-    manifest = faces.read_json("manifest.json")
-    source = _faceset_source(manifest, cfg.video, info.frames, sig, cfg.faces)
+    faceset = FaceSet(cfg.faces)
+    source = faceset.find_source(cfg.video, info.frames, sig)
     faceset_shards = [{"id": e["id"], "source": e["source"], "start": int(e["start"]), "stop": int(e["stop"])}
-                      for e in manifest.get("shards", []) if e.get("source") == source]
+                      for e in faceset.shards(source)]
     for entry in faceset_shards:
-        check_key(f"alignments/{entry['id']}.parquet")
+        alignment_key(entry["id"])  # refuse an unsafe shard id before any actor reads it
     swapper = load_swapper(cfg.model)  # validates the weights on the driver: a bad file is exit 2, not 1
     ensure_ray(None)
     workers = default_workers(cfg.workers, ACTOR_CPUS)

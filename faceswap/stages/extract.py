@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import time
@@ -31,27 +30,17 @@ import numpy as np
 
 from faceswap.config import ExtractConfig, normalized
 from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
+from faceswap.faceset import (SCHEMA_VERSION, alignment_key, alignment_schema, finished_shards, shard_faces,
+                              write_manifest)
 from faceswap.inputs import expand, is_image
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
 
-SCHEMA_VERSION = 1
 IMAGES_PER_SHARD = 32
 # dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
 # every this many of its frames, not on every frame.
 IDENTITY_EVERY_FRAMES = 32
 # Each actor asks for this much CPU: two fit on two cores with room for Ray Data's own tasks.
 ACTOR_CPUS = 0.75
-
-
-def alignment_schema():
-    import pyarrow as pa
-
-    return pa.schema([
-        ("source", pa.string()), ("shard", pa.string()), ("frame", pa.int64()), ("timestamp_s", pa.float64()),
-        ("face", pa.int16()), ("bbox", pa.list_(pa.float32(), 4)), ("landmarks", pa.list_(pa.float32(), 136)),
-        ("matrix", pa.list_(pa.float64(), 6)), ("size", pa.int32()), ("identity_distance", pa.float32()),
-        ("crop", pa.string()), ("score", pa.float32()),
-    ], metadata={"faceswap.schema": str(SCHEMA_VERSION)})
 
 
 # -- inputs and plan ---------------------------------------------------------------------
@@ -209,7 +198,7 @@ class ExtractShard:
             if self.failed > self.cfg.max_failed_frames * frames:
                 raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
                                  f"{shard['stop']}) could not be read")
-            self.store.write_parquet(f"alignments/{shard['id']}.parquet", self._table())  # last: the done-marker
+            self.store.write_parquet(alignment_key(shard["id"]), self._table())  # last: the done-marker
             status, error = "ok", ""
         except Exception as exc:  # noqa: BLE001 - becomes this shard's status row, never dropped
             status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -313,12 +302,6 @@ class ExtractShard:
 
 # -- the driver ---------------------------------------------------------------------------
 
-def _existing_faces(store: Store, shard_id: str) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(io.BytesIO(store.read_bytes(f"alignments/{shard_id}.parquet"))).metadata.num_rows
-
-
 def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     """Extract a face set from ``cfg.inputs`` into ``cfg.out``; returns the summary printed at the end."""
     import ray
@@ -344,7 +327,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     ensure_ray(None)
     workers = default_workers(cfg.workers, ACTOR_CPUS)
     shards = plan_shards(sources, cfg, workers, refs)
-    done = {k[len("alignments/"):-len(".parquet")] for k in store.list("alignments", ".parquet")}
+    done = finished_shards(store)
     todo = [s for s in shards if s["id"] not in done]
     rows = []
     if todo:
@@ -384,7 +367,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
                     f"or --keep-going to finish the others)")
 
     by_id = {r["shard"]: r for r in rows}
-    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else _existing_faces(store, s["id"])
+    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else shard_faces(store, s["id"])
                 for s in shards if s["id"] in done or by_id.get(s["id"], {}).get("status") == "ok"}
     per_source = defaultdict(lambda: {"frames": 0, "faces": 0, "failed_frames": 0, "shards": 0, "skipped": 0})
     for s in shards:
@@ -429,18 +412,13 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
 
 def _write_manifest(store, cfg, sources, shards, faces_of, summary) -> None:
-    import faceswap
-
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")}
-    inputs = [{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources]
-    store.write_json("manifest.json", {
-        "version": SCHEMA_VERSION, "kind": "faceset", "faceswap_version": faceswap.__version__,
-        "settings": settings, "inputs": inputs,
-        "shards": [{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
-                    "faces": faces_of.get(s["id"], 0)} for s in shards],
-        "counts": {k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
-        "bad_inputs": summary["bad_inputs"],
-    })
+    write_manifest(
+        store, settings={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")},
+        inputs=[{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources],
+        shards=[{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
+                 "faces": faces_of.get(s["id"], 0)} for s in shards],
+        counts={k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
+        bad_inputs=summary["bad_inputs"])
 
 
 def _print_summary(summary: dict, progress: bool) -> None:

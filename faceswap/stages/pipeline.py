@@ -15,6 +15,7 @@ import time
 
 from faceswap.config import ConvertConfig, EvaluateConfig, ExtractConfig, RunConfig, TrainConfig
 from faceswap.errors import InputError
+from faceswap.faceset import FaceSet
 from faceswap.inputs import is_video, videos_in
 from faceswap.storage import Store, is_remote
 from faceswap.video.shards import source_id
@@ -41,14 +42,14 @@ def _target_references(cfg: RunConfig, faces_b: str, tmp_dir: str, count: int = 
     photos = [t for t in cfg.target if not is_video(t)]
     if photos:
         return photos
-    store = Store(faces_b)
-    crops = store.list("faces")
+    faceset = FaceSet(faces_b)
+    crops = sorted(row["crop"] for row in faceset.records())
     if not crops:
         raise InputError(f"{faces_b}: face set B has no crops to use as evaluation references")
     picks = [crops[int(i * (len(crops) - 1) / max(1, count - 1))] for i in range(min(count, len(crops)))]
     paths = []
     for i, key in enumerate(dict.fromkeys(picks)):
-        paths.append(store.get_file(key, os.path.join(tmp_dir, f"target_ref_{i}{os.path.splitext(key)[1]}")))
+        paths.append(faceset.store.get_file(key, os.path.join(tmp_dir, f"target_ref_{i}{os.path.splitext(key)[1]}")))
     return paths
 
 

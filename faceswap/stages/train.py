@@ -31,7 +31,8 @@ from faceswap.config import TrainConfig, normalized
 from faceswap.errors import ConfigError, FaceswapError, InputError
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
-from faceswap.model.dataset import FaceStream, decode_sample, load_records
+from faceswap.faceset import FaceSet
+from faceswap.model.dataset import FaceStream, decode_sample
 from faceswap.model.export import load_weights, weights_bytes, write_model
 from faceswap.model.losses import reconstruction_loss
 from faceswap.s3 import arrow_filesystem
@@ -213,7 +214,7 @@ def _say(line: str) -> None:
 
 
 def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
-    records, _ = load_records(uri)
+    records, _ = FaceSet(uri).training_records()
     records = sorted(records, key=lambda r: r.crop)
     # Always PREVIEW_FACES columns (repeating faces of a small set), so A's and B's rows line up.
     pick = [records[int(round(i))] for i in np.linspace(0, len(records) - 1, PREVIEW_FACES)]
@@ -406,8 +407,8 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     out = Store(cfg.out)
     out.check_writable()
     # Fail fast, before the cluster works: both face sets readable and compatible ...
-    _, info_a = load_records(cfg.a)
-    _, info_b = load_records(cfg.b)
+    _, info_a = FaceSet(cfg.a).training_records()
+    _, info_b = FaceSet(cfg.b).training_records()
     if info_a.centering != info_b.centering:
         raise ConfigError(f"{info_a.uri} is centred on the {info_a.centering}, {info_b.uri} on the "
                           f"{info_b.centering}: extract both with the same --centering")
