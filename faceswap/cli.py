@@ -13,7 +13,7 @@ import sys
 
 from faceswap import __version__
 from faceswap import config as C
-from faceswap.errors import FaceswapError, ServiceUnavailable
+from faceswap.errors import user_error
 
 EPILOG = "Use only faces of people who agreed to it. Every output is marked as synthetic; check with `faceswap verify`."
 
@@ -172,17 +172,6 @@ def dispatch(args) -> int:
     raise AssertionError(f"unhandled command {cmd}")
 
 
-def _user_error(exc: BaseException):
-    """The FaceswapError or ServiceUnavailable behind ``exc`` (Ray wraps task errors)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (FaceswapError, ServiceUnavailable)):
-            return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -191,14 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("faceswap: interrupted; rerun the same command to resume\n")
         code = 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
-        err = _user_error(exc)
+        err = user_error(exc)
         if err is not None:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             sys.stderr.write(f"faceswap: error: {message}\n")
             code = err.exit_code
-        elif isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.startswith("faceswap."):
-            sys.stderr.write(f"faceswap: the '{args.command}' stage is not built yet ({exc.name})\n")
-            code = 1
         else:
             if getattr(args, "debug", False) or os.environ.get("FACESWAP_DEBUG"):
                 raise

@@ -14,6 +14,7 @@ settings), so a rerun with other settings never reuses a stale segment.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ import numpy as np
 
 from faceswap import __version__
 from faceswap.config import ConvertConfig, normalized
-from faceswap.errors import FaceswapError, InputError
+from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
 from faceswap.faceset import FaceSet, alignment_key, frame_records
 from faceswap.storage import Store, is_remote, local_input, normalize_uri, split_uri
 
@@ -78,11 +79,7 @@ class ConvertShard:
         for shard, start, stop in zip(batch["shard"], batch["start"], batch["stop"]):
             t0 = time.monotonic()
             row = {"shard": shard, "frames": int(stop - start), "swapped_frames": 0, "faces": 0,
-                   "status": "ok", "error": ""}
-            try:
-                row.update(self.convert(str(shard), int(start), int(stop)))
-            except FaceswapError as exc:
-                row.update(status="failed", error=str(exc))
+                   **shard_status(functools.partial(self.convert, str(shard), int(start), int(stop)))}
             release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
             row["seconds"] = time.monotonic() - t0
             row["node"] = ray.get_runtime_context().get_node_id()
@@ -300,9 +297,14 @@ def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
             rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
     convert_s = time.monotonic() - t_convert
     failed = [r for r in rows if r["status"] != "ok"]
-    if failed and not cfg.keep_going:
-        first = failed[0]
-        raise FaceswapError(f"convert failed on {len(failed)} segment(s); first: {first['shard']}: {first['error']}")
+    if not cfg.keep_going:
+        spans = {sh["id"]: sh for sh in plan["shards"]}
+
+        def where(row):
+            span = spans[row["shard"]]
+            return f"{cfg.video}: segment {row['shard']} (frames [{span['start']}, {span['stop']}))"
+
+        raise_for_failed(rows, "segments", where, "rerun to retry them, or --keep-going to finish the others")
     summary = {
         "video": cfg.video, "out": cfg.out, "frames": plan["frames"], "segments": len(plan["shards"]),
         "segments_reused": reused, "segments_failed": [r["shard"] for r in failed],

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 import numpy as np
 
 from faceswap.config import EvaluateConfig, normalized
-from faceswap.errors import InputError
+from faceswap.errors import OK, InputError, StageFailed, raise_for_failed, shard_status
 from faceswap.metrics import expression, fidelity, pose, report, temporal
 from faceswap.storage import local_input, split_uri
 
@@ -39,7 +39,8 @@ class EvaluateShard:
     """Per-frame metrics for one shard.
 
     Input columns: ``shard`` (str), ``frames`` (list of frame indices to evaluate, sorted).
-    Output columns: ``shard``, ``frame``, ``record`` (JSON of the frame's record). 1 shard -> 1 row per frame.
+    Output columns: ``shard``, ``frame``, ``record`` (JSON of the frame's record), ``status``, ``error``,
+    ``error_kind``. 1 shard -> 1 row per frame, or one failed row (frame -1) for a shard that failed.
     """
 
     def __init__(self, original: str, swapped: str, target: list, source: list, settings: dict):
@@ -58,16 +59,20 @@ class EvaluateShard:
     def __call__(self, batch: dict) -> dict:
         frames = [int(f) for f in batch["frames"][0]]
         shard = str(batch["shard"][0])
-        out: dict[str, list] = {"shard": [], "frame": [], "record": []}
-        with ExitStack() as stack:
-            orig_path = stack.enter_context(local_input(self.original_uri))
-            swap_path = stack.enter_context(local_input(self.swapped_uri))
-            for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
-                rec = self.evaluate_frame(index, orig, swap, prev)
-                out["shard"].append(shard)
-                out["frame"].append(index)
-                out["record"].append(json.dumps(report.clean(rec)))
-        return out
+        rows: list[dict] = []
+
+        def evaluate():
+            with ExitStack() as stack:
+                orig_path = stack.enter_context(local_input(self.original_uri))
+                swap_path = stack.enter_context(local_input(self.swapped_uri))
+                for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
+                    rec = self.evaluate_frame(index, orig, swap, prev)
+                    rows.append({"shard": shard, "frame": index, "record": json.dumps(report.clean(rec)), **OK})
+
+        status = shard_status(evaluate)
+        if status["status"] != "ok":
+            rows = [{"shard": shard, "frame": -1, "record": "", **status}]
+        return {k: [r[k] for r in rows] for k in ("shard", "frame", "record", *OK)}
 
     # -- one frame ---------------------------------------------------------------------------
 
@@ -306,9 +311,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         # restarts a lost actor and retries its shard on its own; records are idempotent.
         resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
     )
-    records = [json.loads(row["record"]) for row in ds.iter_rows()]
+    rows = list(ds.iter_rows())
+    raise_for_failed(rows, "shards", lambda row: f"{cfg.swapped}: shard {row['shard']}", "rerun to retry them")
+    records = [json.loads(row["record"]) for row in rows]
     if len(records) != len(frames):
-        raise RuntimeError(f"evaluate: {len(records)} frame records for {len(frames)} selected frames")
+        raise StageFailed(f"{cfg.swapped}: {len(records)} frame records for {len(frames)} selected frames")
     result = report.build_report(records, _integrity(info_o, info_s, records), settings)
     result = {"original": cfg.original, "swapped": cfg.swapped, **result}
     if cfg.json:

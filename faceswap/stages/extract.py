@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from faceswap.config import ExtractConfig, normalized
-from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
+from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
 from faceswap.faceset import (SCHEMA_VERSION, alignment_key, alignment_schema, finished_shards, shard_faces,
                               write_manifest)
 from faceswap.inputs import expand, is_image
@@ -182,37 +182,33 @@ class ExtractShard:
 
     # One shard; every failure becomes a status row, counted and reported by run_extract.
     def process(self, shard: dict) -> dict:
-        t0, started = time.perf_counter(), time.time()
-        from faceswap.faces.crop_writer import CropWriter
-
-        self.records, self.failed = [], 0
-        try:
-            # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store
-            # before the Parquet.
-            with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
-                if shard["kind"] == "video":
-                    self._video(shard)
-                else:
-                    self._images(shard)
-            frames = shard["stop"] - shard["start"]
-            if self.failed > self.cfg.max_failed_frames * frames:
-                raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
-                                 f"{shard['stop']}) could not be read")
-            self.store.write_parquet(alignment_key(shard["id"]), self._table())  # last: the done-marker
-            status, error = "ok", ""
-        except Exception as exc:  # noqa: BLE001 - becomes this shard's status row, never dropped
-            status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         import ray
 
         from faceswap.heap import release_freed_memory
 
+        t0, started = time.perf_counter(), time.time()
+        self.records, self.failed = [], 0
+        row = shard_status(lambda: self._extract(shard))
         release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
-
         return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
-                "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
-                "status": status, "error": error, "seconds": time.perf_counter() - t0,
-                "started": started, "finished": time.time(),
+                "faces": len(self.records) if row["status"] == "ok" else 0, "failed_frames": self.failed, **row,
+                "seconds": time.perf_counter() - t0, "started": started, "finished": time.time(),
                 "node": ray.get_runtime_context().get_node_id()}
+
+    def _extract(self, shard: dict) -> None:
+        from faceswap.faces.crop_writer import CropWriter
+
+        # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store before the Parquet.
+        with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
+            if shard["kind"] == "video":
+                self._video(shard)
+            else:
+                self._images(shard)
+        frames = shard["stop"] - shard["start"]
+        if self.failed > self.cfg.max_failed_frames * frames:
+            raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
+                             f"{shard['stop']}) could not be read")
+        self.store.write_parquet(alignment_key(shard["id"]), self._table())  # last: the done-marker
 
     def _tracker(self):
         from faceswap.faces.tracker import FaceTracker
@@ -356,15 +352,14 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
 
     failed = [r for r in rows if r["status"] != "ok"]
-    if failed and not cfg.keep_going:
-        # A store that stopped answering is a service fault (exit 1, rerun resumes), not bad input.
-        down = [r for r in failed if r["error"].startswith(ServiceUnavailable.__name__)]
-        first = (down or failed)[0]
-        spec = next(s for s in todo if s["id"] == first["shard"])
-        error = ServiceUnavailable if down else InputError
-        raise error(f"{spec['uri']}: shard {first['shard']} (frames [{spec['start']}, {spec['stop']})) failed: "
-                    f"{first['error']}; {len(failed)} of {len(rows)} shards failed (rerun to retry them, "
-                    f"or --keep-going to finish the others)")
+    if not cfg.keep_going:
+        spec_of = {s["id"]: s for s in todo}
+
+        def where(row):
+            spec = spec_of[row["shard"]]
+            return f"{spec['uri']}: shard {row['shard']} (frames [{spec['start']}, {spec['stop']}))"
+
+        raise_for_failed(rows, "shards", where, "rerun to retry them, or --keep-going to finish the others")
 
     by_id = {r["shard"]: r for r in rows}
     faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else shard_faces(store, s["id"])

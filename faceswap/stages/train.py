@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from faceswap.config import TrainConfig, normalized
-from faceswap.errors import ConfigError, FaceswapError, InputError
+from faceswap.errors import ConfigError, FaceswapError, InputError, user_error
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
 from faceswap.faceset import FaceSet
@@ -378,21 +378,6 @@ def train_loop(config: dict) -> None:
 
 # -- the driver -------------------------------------------------------------------------------------
 
-def _faceswap_error(exc: BaseException) -> FaceswapError | None:
-    """The user-fixable error a worker died of, if any (worker errors arrive wrapped)."""
-    todo = [exc] + list(getattr(exc, "worker_failures", {}).values())
-    seen = set()
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, FaceswapError):
-            return e
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
-    return None
-
-
 def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a model into ``cfg.out``; returns the training summary."""
     import ray
@@ -452,9 +437,9 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as exc:
-        user_error = _faceswap_error(exc)
-        if user_error is not None:
-            raise user_error from None
+        err = user_error(exc)
+        if err is not None:
+            raise err from None
         raise
     model_cfg = out.read_json("model/config.json")
     summary = {**model_cfg["summary"], "out": out.uri, "model": out.url("model"),
