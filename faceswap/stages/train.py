@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -28,21 +27,20 @@ import numpy as np
 import torch
 
 from faceswap.config import TrainConfig, normalized
-from faceswap.errors import ConfigError, FaceswapError, InputError, user_error
+from faceswap.errors import ConfigError, user_error
+from faceswap.faceset import FaceSet
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
-from faceswap.faceset import FaceSet
+from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state, find_checkpoint, read_checkpoint,
+                                        step_dir, write_checkpoint_dir)
 from faceswap.model.dataset import FaceStream, decode_sample
-from faceswap.model.export import load_weights, weights_bytes, write_model
+from faceswap.model.export import write_model
 from faceswap.model.losses import reconstruction_loss
 from faceswap.s3 import arrow_filesystem
 from faceswap.storage import Store
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"          # Ray Train run name: <out>/checkpoints/step_<N:07d>/
-CKPT_FILE, CKPT_META = "checkpoint.pt", "meta.json"
-_STEP_DIR = re.compile(r"^step_(\d{7,})$")
 PREVIEW_FACES = 4
 
 
@@ -106,55 +104,6 @@ class Stepper:
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
-
-
-# -- checkpoints ------------------------------------------------------------------------------
-
-def checkpoint_state(raw: FaceSwapModel, opt, step: int, mcfg: ModelConfig, cfg: TrainConfig) -> dict:
-    """Everything needed to resume; plain tensors, numbers and strings, so weights_only loads it."""
-    return {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "model_config": mcfg.to_json(), "train_config": json.dumps(dataclasses.asdict(cfg))}
-
-
-def find_checkpoint(out: Store) -> tuple[str, int, bytes] | None:
-    """The newest complete checkpoint under ``<out>/checkpoints``: (key of checkpoint.pt, step, bytes).
-
-    A checkpoint counts once its meta.json and a checkpoint.pt of the size meta.json names are
-    both there; one cut short by a kill during upload is skipped for the one before it.
-    """
-    found = []
-    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
-        parts = key.split("/")
-        if len(parts) == 3 and _STEP_DIR.match(parts[1]):
-            found.append((int(_STEP_DIR.match(parts[1]).group(1)), parts[1]))
-    for step, name in sorted(found, reverse=True):
-        pt_key = f"{CHECKPOINTS}/{name}/{CKPT_FILE}"
-        try:
-            expected = out.read_json(f"{CHECKPOINTS}/{name}/{CKPT_META}")["bytes"]
-            data = out.read_bytes(pt_key) if out.exists(pt_key) else b""
-        except (FaceswapError, KeyError, TypeError):
-            expected, data = -1, b""
-        if len(data) == expected:
-            return pt_key, step, data
-        log.warning("%s: incomplete checkpoint, skipped", out.url(f"{CHECKPOINTS}/{name}"))
-    return None
-
-
-def read_checkpoint(data: bytes, name: str, mcfg: ModelConfig) -> dict:
-    """Load a checkpoint (weights_only) and refuse one of another architecture."""
-    state = load_weights(data, name)
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "model_config"} <= set(state):
-        raise InputError(f"{name} is not a valid faceswap weights file (not a training checkpoint)")
-    try:
-        stored = ModelConfig.from_dict(json.loads(state["model_config"]))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} is not a valid faceswap weights file (model config: {exc})") from None
-    if stored.architecture() != mcfg.architecture():
-        old, new = stored.architecture(), mcfg.architecture()
-        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
-        raise ConfigError(f"{name}: checkpoint holds a '{stored.preset}' model, this run asks for "
-                          f"'{mcfg.preset}' ({diff}); use the same --preset or a new --out")
-    return state
 
 
 # -- rank-0 outputs ----------------------------------------------------------------------------
@@ -225,28 +174,10 @@ def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
 
 # -- the per-worker loop ---------------------------------------------------------------------------
 
-HOLD_ENV = "FACESWAP_TEST_HOLD"
-
-
-def _parse_hold(spec: str | None) -> tuple[str, int, str] | None:
-    """Fault-injection point for the reliability tests, from ``FACESWAP_TEST_HOLD`` on the driver:
-    ``persisted:STEP:MARKER`` (the checkpoint of STEP is in the store, Ray Train was never told) or
-    ``reported:STEP:MARKER`` (report() of STEP returned). Rank 0 creates the local file MARKER there
-    and waits, so a test can kill the worker at exactly that point. Unset in normal runs."""
-    if not spec:
-        return None
-    phase, step, marker = spec.split(":", 2)
-    return phase, int(step), marker
-
-
-def _hold_here(hold: tuple[str, int, str]) -> None:
-    with open(hold[2], "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(60)  # bounded: a resumed run that comes here again goes on (and the test sees it)
-
-
 def train_loop(config: dict) -> None:
-    """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress."""
+    """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress, and
+    on_checkpoint: None, or a callable rank 0 calls as ``(phase, step, folder, out)`` when a checkpoint's
+    files are written ("written", before Ray Train hears of it) and once report() returned ("reported")."""
     import ray.train
     import ray.train.torch
 
@@ -261,7 +192,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
     out = Store(cfg.out)
-    hold = _parse_hold(config.get("hold"))
+    on_checkpoint = config.get("on_checkpoint")
 
     torch.manual_seed(cfg.seed)
     raw = FaceSwapModel(mcfg).to(device)
@@ -304,26 +235,15 @@ def train_loop(config: dict) -> None:
                  + (f" from {source}" if source else ""))
 
     def save_checkpoint(step: int, metrics: dict):
-        tmp = None
-        if rank == 0:
-            tmp = tempfile.mkdtemp(prefix="faceswap-ckpt-")
-            data = weights_bytes(checkpoint_state(raw, opt, step, mcfg, cfg))
-            with open(os.path.join(tmp, CKPT_FILE), "wb") as f:
-                f.write(data)
-            with open(os.path.join(tmp, CKPT_META), "w") as f:
-                json.dump({"step": step, "bytes": len(data), "preset": mcfg.preset}, f)
-        if tmp and hold and hold[:2] == ("persisted", step):
-            # as Ray Train persists it, but the controller never hears of it
-            for name in (CKPT_FILE, CKPT_META):
-                with open(os.path.join(tmp, name), "rb") as f:
-                    out.write_bytes(f"{CHECKPOINTS}/step_{step:07d}/{name}", f.read())
-            _hold_here(hold)
+        tmp = write_checkpoint_dir(checkpoint_state(raw, opt, step, mcfg, cfg), mcfg.preset) if rank == 0 else None
+        if tmp and on_checkpoint:
+            on_checkpoint("written", step, tmp, out)
         ckpt = ray.train.Checkpoint.from_directory(tmp) if tmp else None
-        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=step_dir(step))
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-        if rank == 0 and hold and hold[:2] == ("reported", step):
-            _hold_here(hold)
+            if on_checkpoint:
+                on_checkpoint("reported", step, None, out)
 
     step = start_step
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
@@ -378,8 +298,9 @@ def train_loop(config: dict) -> None:
 
 # -- the driver -------------------------------------------------------------------------------------
 
-def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) a model into ``cfg.out``; returns the training summary."""
+def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None) -> dict:
+    """Train (or resume) a model into ``cfg.out``; returns the training summary. ``on_checkpoint``: see
+    train_loop (fault-injection tests stop a worker at an exact point with it)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -421,7 +342,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
-                           "threads": int(cpus), "progress": progress, "hold": os.environ.get(HOLD_ENV)},
+                           "threads": int(cpus), "progress": progress, "on_checkpoint": on_checkpoint},
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker=resources),
@@ -448,14 +369,3 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         _say(f"train: model {summary['model']} (fingerprint {summary['fingerprint']}) after "
               f"{summary['steps']} steps")
     return summary
-
-
-def checkpoint_steps(out: Store) -> list[int]:
-    """Steps of the checkpoints present under ``<out>/checkpoints`` (for tests and status)."""
-    steps = []
-    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
-        m = _STEP_DIR.match(key.split("/")[1]) if key.count("/") == 2 else None
-        if m:
-            steps.append(int(m.group(1)))
-    return sorted(steps)
-
