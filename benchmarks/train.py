@@ -83,7 +83,7 @@ def main() -> int:
     import ray
 
     from faceswap.model.autoencoder import preset
-    from faceswap.raycluster import cluster_cpus, ensure_ray
+    from faceswap.raycluster import Cluster, cluster_cpus
 
     work = tempfile.mkdtemp(prefix="faceswap-bench-train-")
     a, b = args.a, args.b
@@ -94,7 +94,7 @@ def main() -> int:
         a = build_faceset(os.path.join(work, "a"), "a", n=48).uri
         b = build_faceset(os.path.join(work, "b"), "b", n=48).uri
     batch = args.batch_size or preset(args.preset).batch_size
-    ensure_ray(None)
+    Cluster().connect()
     threads = cluster_cpus()          # what the single Ray Train worker gets too
 
     bare = bare_loop(a, b, args.preset, args.steps, batch, threads)

@@ -18,7 +18,8 @@ from faceswap.errors import ConfigError
 
 
 def opt(default, help: str, **extra):
-    """A dataclass field with help text (and an optional ``choices``/``flag``)."""
+    """A dataclass field with help text (and an optional ``choices``/``flag``; ``uri=True``: a path or URI,
+    made absolute by ``normalized``; ``pixels=False``: a convert setting that never changes a segment's pixels)."""
     meta = {"help": help, **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -87,10 +88,11 @@ class ConvertConfig:
     video: str = req("the footage to convert (identity A), local path or s3:// URI", positional=True, uri=True)
     faces: str = req("face set of that footage, from extract", uri=True)
     model: str = req("model folder from train", uri=True)
-    out: str = req("output video file, local path or s3:// URI", uri=True)
-    work: str = opt("", "where segments are kept for resume (default: <out>.work next to the output)", uri=True)
+    out: str = req("output video file, local path or s3:// URI", uri=True, pixels=False)
+    work: str = opt("", "where segments are kept for resume (default: <out>.work next to the output)", uri=True,
+                    pixels=False)
     direction: str = opt("a2b", "which decoder renders the face", choices=["a2b", "b2a"])
-    workers: int = opt(0, "parallel conversion actors (0: as many as the cluster's CPUs allow)")
+    workers: int = opt(0, "parallel conversion actors (0: as many as the cluster's CPUs allow)", pixels=False)
     shard_frames: int = opt(0, "frames per segment (0: chosen from the video length and the cluster size)")
     lossless: bool = opt(False, "encode losslessly (RGB H.264, qp 0): for tests and masters")
     crf: int = opt(18, "H.264 quality when not lossless (lower is better)")
@@ -99,11 +101,12 @@ class ConvertConfig:
     feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
-    frames_out: str = opt("", "also write the swapped frames as PNG images under this URI", uri=True)
+    frames_out: str = opt("", "also write the swapped frames as PNG images under this URI", uri=True,
+                          pixels=False)
     label: str = opt("", "visible label drawn on every frame (off when empty)", metavar="TEXT")
     watermark: bool = opt(True, "embed the invisible provenance watermark", flag="--no-watermark",
                           flag_help="do not embed the invisible watermark (the container metadata still marks the output)")
-    keep_going: bool = opt(False, "finish the other segments when one fails, and list it")
+    keep_going: bool = opt(False, "finish the other segments when one fails, and list it", pixels=False)
 
 
 @dataclass
@@ -277,16 +280,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
 
 def from_args(cls, args: argparse.Namespace, prefix: str = "", **overrides):
     """Build ``cls`` from parsed arguments (fields missing from ``args`` keep their defaults)."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        dest = f"{prefix.replace('-', '_')}{f.name}"
-        if hasattr(args, dest):
-            values[f.name] = getattr(args, dest)
-    values.update(overrides)
-    return cls(**values)
+    return cls(**{**section_overrides(cls, args, prefix), **overrides})
 
 
-def section_overrides(cls, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+def section_overrides(cls, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """The flags given for one section of ``run`` (``--train-steps 10`` -> {'steps': 10})."""
     out = {}
     for f in dataclasses.fields(cls):

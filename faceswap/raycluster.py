@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from faceswap.errors import ServiceUnavailable
 from faceswap.s3 import share_secrets, stage_env
@@ -22,17 +23,65 @@ GPU_NODE = "gpu_node"
 _PLACEMENT_SHARE = 0.001
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to ``address`` (or RAY_ADDRESS), or start a local Ray; no-op when connected."""
+@dataclass(frozen=True)
+class Cluster:
+    """The Ray a command runs on, made where the command starts and passed to every stage.
+
+    ``address``: ``--ray-address`` (ray://head:10001, auto, ...); None: the one a Ray job's driver
+    is given in RAY_ADDRESS, else a new local Ray of our own. Nothing connects until a stage has
+    checked its inputs and calls ``connect()``, so bad input fails in a second, not after Ray starts.
+    """
+
+    address: str | None = None
+
+    def connect(self) -> "Cluster":
+        """Connect (once per process; later calls only re-share the store's secrets)."""
+        import ray
+
+        if not ray.is_initialized():
+            _init(self.address or os.environ.get("RAY_ADDRESS") or None)
+        share_secrets()
+        return self
+
+    def workers(self, requested: int, cpus_per_worker: float) -> int:
+        return default_workers(requested, cpus_per_worker)
+
+    def run_shards(self, rows: list[dict], stage, *, workers: int, cpus: float, progress: bool,
+                   args: tuple = (), kwargs: dict | None = None) -> list[dict]:
+        """Ray Data: one shard per row through an actor pool of ``stage`` (a callable class), every
+        output row back as plain Python values.
+
+        All actors start at once (the shard count is known) and hold one shard each, so a shard never
+        queues behind a busy actor while another idles; Ray Data restarts a lost actor and retries its
+        shard, which is safe because every stage's output is idempotent.
+        """
+        import ray
+
+        if not rows:
+            return []
+        pool = max(1, min(workers, len(rows)))
+        ctx = ray.data.DataContext.get_current()
+        bars = ctx.enable_progress_bars
+        ctx.enable_progress_bars = progress
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+            ds = ds.map_batches(
+                stage, batch_size=1,  # one shard per call: a shard is already seconds to minutes of work
+                fn_constructor_args=args, fn_constructor_kwargs=kwargs or {},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
+                                                   max_tasks_in_flight_per_actor=1),
+                num_cpus=cpus, resources=cpu_stage_resources() or None, runtime_env=stage_runtime_env())
+            return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in ds.iter_rows()]
+        finally:
+            ctx.enable_progress_bars = bars
+
+
+def _init(address: str | None) -> None:
     import ray
 
-    if ray.is_initialized():
-        share_secrets()
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
     # Workers started by a local Ray inherit the driver's environment; on a remote
     # cluster the store's endpoint and credentials must travel with the job.
-    runtime_env = stage_env(secrets=False)  # shared through Ray's key-value store once connected
+    runtime_env = stage_env(secrets=False)  # the secrets are shared through Ray's key-value store once connected
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -45,8 +94,8 @@ def ensure_ray(address: str | None = None) -> None:
                      logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
-    share_secrets()
-    _quiet_ray_data()
+    # Ray Data's per-operator chatter off; its progress bars are set per run (Cluster.run_shards).
+    ray.data.DataContext.get_current().print_on_execution_start = False
 
 
 class _DropStateApiNoise(logging.Filter):
@@ -66,15 +115,6 @@ def quiet_worker_logs() -> None:
 def stage_runtime_env() -> dict | None:
     """What a stage's workers need from the driver's environment: the S3 settings (faceswap.s3)."""
     return stage_env()
-
-
-def _quiet_ray_data() -> None:
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    # Keep the progress bars, drop the per-operator chatter on a 2-core laptop.
-    ctx.enable_progress_bars = True
-    ctx.print_on_execution_start = False
 
 
 def _has(resource: str) -> bool:

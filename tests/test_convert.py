@@ -95,7 +95,8 @@ def test_bystander_is_never_touched(trained, tmp_path):
 
 
 def test_rerun_reuses_segments_and_assemble_alone(trained, tmp_path):
-    from faceswap.stages.convert import run_assemble, run_convert
+    from faceswap.stages.assemble import run_assemble
+    from faceswap.stages.convert import run_convert
 
     out = str(tmp_path / "film.mp4")
     cfg = ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=out,

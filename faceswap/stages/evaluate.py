@@ -25,6 +25,7 @@ import numpy as np
 from faceswap.config import EvaluateConfig, normalized
 from faceswap.errors import OK, InputError, StageFailed, raise_for_failed, shard_status
 from faceswap.metrics import expression, fidelity, pose, report, temporal
+from faceswap.raycluster import Cluster
 from faceswap.storage import local_input, split_uri
 
 # One dlib actor is single-threaded; 0.75 CPU each lets two share a 2-core node with
@@ -261,12 +262,9 @@ def _probe(uri: str):
         return probe(path), keyframes(path)
 
 
-def run_evaluate(cfg: EvaluateConfig) -> dict:
+def run_evaluate(cfg: EvaluateConfig, cluster: Cluster | None = None) -> dict:
     """Evaluate ``cfg.swapped`` against ``cfg.original``; write ``cfg.json`` / ``cfg.plot``; return the report."""
-    import ray
-
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
     from faceswap.video.shards import plan_video_shards, source_id
 
     cfg = normalized(cfg)
@@ -282,8 +280,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     total = min(info_o.frames, info_s.frames)
     frames = select_frames(total, cfg.max_frames)
 
-    ensure_ray(None)
-    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    cluster = (cluster or Cluster()).connect()
+    workers = cluster.workers(cfg.workers, ACTOR_CPUS)
     # Shards sized so each holds about SELECTED_PER_SHARD evaluated frames, and every worker gets work.
     per_shard = max(1, min(SELECTED_PER_SHARD, math.ceil(len(frames) / workers)))
     shard_frames = max(1, math.ceil(total * per_shard / max(1, len(frames))))
@@ -301,17 +299,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         "same_person": SAME_PERSON,
         "identity_source": "source references" if cfg.source else "the original face in the same frame",
     }
-    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-    ds = ds.map_batches(
-        EvaluateShard, batch_size=1,
-        fn_constructor_args=(cfg.original, cfg.swapped, target.tolist(), source.tolist(), settings),
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(tasks)))),
-        num_cpus=ACTOR_CPUS,
-        # Named remote parameters only: ray_remote_args is deprecated in Ray 2.60. Ray Data
-        # restarts a lost actor and retries its shard on its own; records are idempotent.
-        resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
-    )
-    rows = list(ds.iter_rows())
+    rows = cluster.run_shards(tasks, EvaluateShard, args=(cfg.original, cfg.swapped, target.tolist(),
+                                                          source.tolist(), settings),
+                              workers=workers, cpus=ACTOR_CPUS, progress=True)
     raise_for_failed(rows, "shards", lambda row: f"{cfg.swapped}: shard {row['shard']}", "rerun to retry them")
     records = [json.loads(row["record"]) for row in rows]
     if len(records) != len(frames):

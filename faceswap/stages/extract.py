@@ -33,6 +33,7 @@ from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_s
 from faceswap.faceset import (SCHEMA_VERSION, alignment_key, alignment_schema, finished_shards, shard_faces,
                               write_manifest)
 from faceswap.inputs import expand, is_image
+from faceswap.raycluster import Cluster
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
 
 IMAGES_PER_SHARD = 32
@@ -298,14 +299,11 @@ class ExtractShard:
 
 # -- the driver ---------------------------------------------------------------------------
 
-def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
+def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | None = None) -> dict:
     """Extract a face set from ``cfg.inputs`` into ``cfg.out``; returns the summary printed at the end."""
-    import ray
-
     from faceswap.faces.backend import check_backend, make_backend
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import (cluster_cpus, cpu_stage_resources, default_workers, ensure_ray,
-                                     stage_runtime_env)
+    from faceswap.raycluster import cluster_cpus
 
     t0, started = time.perf_counter(), time.time()
     cfg = normalized(cfg)
@@ -320,36 +318,19 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     if cfg.identity:  # the references' faces are found with the run's dlib detector (hog or cnn)
         refs = load_references(cfg.identity, make_backend("dlib", cfg.detector) if cfg.backend == "dlib" else None)
 
-    ensure_ray(None)
-    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    cluster = (cluster or Cluster()).connect()
+    workers = cluster.workers(cfg.workers, ACTOR_CPUS)
     shards = plan_shards(sources, cfg, workers, refs)
     done = finished_shards(store)
     todo = [s for s in shards if s["id"] not in done]
-    rows = []
-    if todo:
-        ctx = ray.data.DataContext.get_current()
-        bars = ctx.enable_progress_bars
-        ctx.enable_progress_bars = progress
-        pool = max(1, min(workers, len(todo)))
-        # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
-        overlap = cluster_cpus() / pool >= 1.5
-        try:
-            ds = ray.data.from_items([{"spec": json.dumps(s)} for s in todo], override_num_blocks=len(todo))
-            ds = ds.map_batches(
-                ExtractShard, batch_size=1,  # one shard per call: a shard is already minutes of work
-                fn_constructor_kwargs={"settings": dataclasses.asdict(cfg),
-                                       "refs": None if refs is None else refs.tolist(), "overlap": overlap},
-                # All actors start at once (the shard count is known) and hold one shard each, so a
-                # shard never queues behind a busy actor while another one idles.
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
-                                                   max_tasks_in_flight_per_actor=1),
-                num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
-                resources=cpu_stage_resources() or None,
-                runtime_env=stage_runtime_env())
-            rows = ds.take_all()
-        finally:
-            ctx.enable_progress_bars = bars
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
+    pool = max(1, min(workers, len(todo)))
+    # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
+    overlap = cluster_cpus() / pool >= 1.5
+    rows = cluster.run_shards(
+        [{"spec": json.dumps(s)} for s in todo], ExtractShard, workers=workers, progress=progress,
+        cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
+        kwargs={"settings": dataclasses.asdict(cfg), "refs": None if refs is None else refs.tolist(),
+                "overlap": overlap})
 
     failed = [r for r in rows if r["status"] != "ok"]
     if not cfg.keep_going:

@@ -17,6 +17,7 @@ from faceswap.config import ConvertConfig, EvaluateConfig, ExtractConfig, RunCon
 from faceswap.errors import InputError
 from faceswap.faceset import FaceSet
 from faceswap.inputs import is_video, videos_in
+from faceswap.raycluster import Cluster
 from faceswap.storage import Store, is_remote
 from faceswap.video.shards import source_id
 
@@ -53,8 +54,8 @@ def _target_references(cfg: RunConfig, faces_b: str, tmp_dir: str, count: int = 
     return paths
 
 
-def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    """Run every stage of ``cfg``; returns {stage: summary} plus the outputs."""
+def run_pipeline(cfg: RunConfig, progress: bool = True, cluster: Cluster | None = None) -> dict:
+    """Run every stage of ``cfg`` on ``cluster``; returns {stage: summary} plus the outputs."""
     import tempfile
 
     from faceswap.stages.convert import run_convert
@@ -73,6 +74,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
         raise InputError(f"{clash}: two source videos share a file name; give them different names")
     work = Store(cfg.work)
     work.check_writable()
+    cluster = cluster or Cluster()
     faces_a, faces_b, model = work.url("faces/a"), work.url("faces/b"), work.url("model")
     results: dict = {"work": work.uri, "outputs": []}
 
@@ -82,19 +84,20 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
 
     stage("extract A: the face to replace")
     results["extract_a"] = run_extract(ExtractConfig(inputs=cfg.source, out=faces_a, identity=cfg.identity,
-                                                     **cfg.extract), progress=progress)
+                                                     **cfg.extract), progress=progress, cluster=cluster)
     stage("extract B: the new face")
     results["extract_b"] = run_extract(ExtractConfig(inputs=cfg.target, out=faces_b, identity=cfg.target_identity,
-                                                     **cfg.extract), progress=progress)
+                                                     **cfg.extract), progress=progress, cluster=cluster)
     stage("train")
-    results["train"] = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, **cfg.train), progress=progress)
+    results["train"] = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, **cfg.train), progress=progress,
+                                 cluster=cluster)
     results["convert"], results["evaluate"] = [], []
     with tempfile.TemporaryDirectory(prefix="faceswap-run-") as tmp:
         for video, out in zip(videos, outputs):
             stage(f"convert {os.path.basename(video)}")
             conv = ConvertConfig(video=video, faces=faces_a, model=model, out=out,
                                  work=work.url(f"convert/{source_id(video)}"), **cfg.convert)
-            results["convert"].append(run_convert(conv, progress=progress))
+            results["convert"].append(run_convert(conv, progress=progress, cluster=cluster))
             results["outputs"].append(out)
             if cfg.evaluate:
                 stage(f"evaluate {os.path.basename(out)}")
@@ -103,7 +106,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
                 base = _report_base(out)
                 ev = EvaluateConfig(original=video, swapped=out, target=_target_references(cfg, faces_b, tmp),
                                     source=cfg.identity, json=f"{base}.report.json", plot=f"{base}.report.png")
-                report = run_evaluate(ev)
+                report = run_evaluate(ev, cluster=cluster)
                 if progress:
                     print_report(report)
                 results["evaluate"].append({"json": ev.json, "plot": ev.plot,
@@ -112,7 +115,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     return results
 
 
-def run_demo(out_dir: str, steps: int = 0) -> dict:
+def run_demo(out_dir: str, steps: int = 0, cluster: Cluster | None = None) -> dict:
     """Samples -> the whole pipeline on local Ray, with a local folder as the store."""
     from faceswap.samples import write_samples
 
@@ -135,7 +138,7 @@ def run_demo(out_dir: str, steps: int = 0) -> dict:
         # Lossless, so the evaluation can show that nothing outside the faces changed.
         convert={"lossless": True, "label": DEMO_LABEL},
     )
-    results = run_pipeline(cfg)
+    results = run_pipeline(cfg, cluster=cluster)
     from faceswap.provenance.verify import format_report, verify
 
     print("\n== verify ==")

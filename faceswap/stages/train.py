@@ -36,6 +36,7 @@ from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state
 from faceswap.model.dataset import FaceStream, decode_sample
 from faceswap.model.export import write_model
 from faceswap.model.losses import reconstruction_loss
+from faceswap.raycluster import Cluster
 from faceswap.s3 import arrow_filesystem
 from faceswap.storage import Store
 
@@ -298,14 +299,14 @@ def train_loop(config: dict) -> None:
 
 # -- the driver -------------------------------------------------------------------------------------
 
-def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None) -> dict:
+def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, cluster: Cluster | None = None) -> dict:
     """Train (or resume) a model into ``cfg.out``; returns the training summary. ``on_checkpoint``: see
     train_loop (fault-injection tests stop a worker at an exact point with it)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources, stage_runtime_env
+    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, gpu_stage_resources, stage_runtime_env
 
     # Workers run in another working directory: relative paths are the driver's.
     cfg = normalized(cfg)
@@ -328,7 +329,7 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None) -> di
         if progress:
             _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
 
-    ensure_ray(None)
+    cluster = (cluster or Cluster()).connect()
     # A worker lives on one node: never ask for more CPUs than the largest node has.
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
     if cfg.gpu:
