@@ -68,8 +68,6 @@ class ConvertShard:
         self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
         self.faces = Store(self.settings.faces)
         self.work = Store(self.plan.work)
-        # The watermark is registered by the landmarks of the face as rendered (what verify will see),
-        # not of the face it replaced: the new face's features sit elsewhere.
         self.landmarker = make_backend("dlib") if self.watermarker is not None else None
 
     def __call__(self, batch: dict) -> dict:
@@ -121,9 +119,8 @@ class ConvertShard:
 
     def render(self, frames: list[tuple[int, np.ndarray]], records: dict, writer, shard: str) -> tuple[int, int]:
         """Swap every recorded face of ``frames`` (one model call), write the frames in order."""
-        from faceswap.faces.align import transform_points, warp_to_crop
-        from faceswap.render.color import match_color
-        from faceswap.render.paste import paste_face, sharpen
+        from faceswap.faces.align import warp_to_crop
+        from faceswap.render.face import render_face
 
         if not frames:
             return 0, 0
@@ -137,22 +134,12 @@ class ConvertShard:
             generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
         swapped = set()
         for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
-            crop_landmarks = transform_points(landmarks, m)
-            face = match_color(generated[k], original, _crop_hull(crop_landmarks, size), s.color)
-            face = sharpen(face, s.sharpen)
             index, frame = frames[pos]
-            pasted = paste_face(frame, face, m, landmarks, None if masks is None else masks[k],
-                                erode_px=s.erode_px, feather_px=s.feather_px, seamless=s.seamless)
-            if pasted is None:
-                continue
-            swapped.add(pos)
-            if self.watermarker is not None:
-                # Marked after blending, under the blend mask: pixels outside the face never change.
-                (x0, y0, x1, y1), roi_mask = pasted
-                full_mask = np.zeros(frame.shape[:2], np.float32)
-                full_mask[y0:y1, x0:x1] = roi_mask
-                rendered = self.landmarker.landmarks(frame, [bbox])[0][0]
-                frames[pos] = (index, self.watermarker.embed_frame(frame, rendered, full_mask, index))
+            rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
+                                   s, index, bbox, self.watermarker, self.landmarker)
+            if rendered is not None:
+                swapped.add(pos)
+                frames[pos] = (index, rendered)
         for pos, (index, frame) in enumerate(frames):
             if s.label:
                 from faceswap.provenance.label import draw_label
@@ -162,12 +149,6 @@ class ConvertShard:
                 _write_frame_png(Store(s.frames_out), index, frame)
             writer.write(frame)
         return len(swapped), len(jobs)
-
-
-def _crop_hull(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
-    from faceswap.faces.masks import hull_mask
-
-    return hull_mask(crop_landmarks, (size, size))
 
 
 def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:

@@ -24,6 +24,8 @@ import numpy as np
 
 from faceswap.config import EvaluateConfig, normalized
 from faceswap.errors import OK, InputError, StageFailed, raise_for_failed, shard_status
+from faceswap.faces.identity import SAME_PERSON
+from faceswap.faces.tracker import detect_near, detect_scaled, detection_scale
 from faceswap.metrics import expression, fidelity, pose, report, temporal
 from faceswap.raycluster import Cluster
 from faceswap.storage import local_input, split_uri
@@ -31,7 +33,6 @@ from faceswap.storage import local_input, split_uri
 # One dlib actor is single-threaded; 0.75 CPU each lets two share a 2-core node with
 # room for Ray Data's own read tasks.
 ACTOR_CPUS = 0.75
-SAME_PERSON = 0.6
 MIN_SHAPE_CONFIDENCE = 0.3  # as the tracker: below this the 68 points do not look like a face
 SELECTED_PER_SHARD = 50  # evaluated frames per task: ~10-20 s of work, cheap to redo
 
@@ -54,8 +55,7 @@ class EvaluateShard:
         self.settings = settings
         self.backend = make_backend("dlib")
         self.encoder = FaceEncoder()
-        # Scale that puts min_face_px at the detector's window (as the tracker does), at most 2x up.
-        self.scale = min(2.0, self.backend.window_px / max(1, int(settings["min_face_px"])))
+        self.scale = detection_scale(self.backend, settings["min_face_px"])  # as extract's tracker
 
     def __call__(self, batch: dict) -> dict:
         frames = [int(f) for f in batch["frames"][0]]
@@ -79,12 +79,7 @@ class EvaluateShard:
 
     def find_faces(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(box, 68 landmarks) of each face in the frame, detector order."""
-        import cv2
-
-        small = rgb if self.scale == 1.0 else cv2.resize(rgb, None, fx=self.scale, fy=self.scale,
-                                                         interpolation=cv2.INTER_LINEAR)
-        boxes, _ = self.backend.detect_scored(small)
-        boxes = [b / self.scale for b in boxes]
+        boxes, _ = detect_scaled(self.backend, rgb, self.scale)
         faces = []
         for box, (pts, conf) in zip(boxes, self.backend.landmarks(rgb, boxes)):
             if conf >= MIN_SHAPE_CONFIDENCE:
@@ -94,24 +89,8 @@ class EvaluateShard:
     def redetect(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, bool]:
         """The detector's box for the face near ``box`` in ``rgb`` (relaxed threshold, on a crop),
         or ``box`` itself when the detector sees none there."""
-        import cv2
-
-        from faceswap.faces.tracker import iou
-
-        h, w = rgb.shape[:2]
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        x0, y0 = int(max(0, box[0] - 0.5 * bw)), int(max(0, box[1] - 0.5 * bh))
-        x1, y1 = int(min(w, box[2] + 0.5 * bw)), int(min(h, box[3] + 0.5 * bh))
-        crop = rgb[y0:y1, x0:x1]
-        if self.scale != 1.0:
-            crop = cv2.resize(crop, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_LINEAR)
-        boxes, _ = self.backend.detect_scored(crop, relaxed=True)
-        best, best_iou = box, 0.3  # below this overlap it is some other face
-        for b in boxes:
-            cand = b / self.scale + np.array([x0, y0, x0, y0], np.float32)
-            if (o := iou(cand, box)) > best_iou:
-                best, best_iou = cand, o
-        return best, best is not box
+        found = detect_near(self.backend, rgb, box, margin=0.5, scale=self.scale)
+        return (box, False) if found is None else (found[0], True)
 
     def identity(self, swapped: np.ndarray, pts_s: np.ndarray, original: np.ndarray,
                  pts_o: np.ndarray) -> tuple[float, float]:
