@@ -90,6 +90,7 @@ def _init(address: str | None) -> None:
             # "local": a new Ray of our own, never whatever cluster /tmp/ray/ray_current_cluster names.
             # No dashboard on a laptop, so no State API: quiet the one Ray helper that polls it.
             runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": "faceswap.raycluster.quiet_worker_logs"}
+            quiet_driver_logs()
             ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
@@ -98,18 +99,47 @@ def _init(address: str | None) -> None:
     ray.data.DataContext.get_current().print_on_execution_start = False
 
 
-class _DropStateApiNoise(logging.Filter):
+class _Drop(logging.Filter):
+    """Drops the records of one logger whose message starts with ``prefix``; keeps everything else."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "State API may be temporarily unavailable" not in record.getMessage()
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _quiet(logger: str, prefix: str) -> None:
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _Drop) and f.prefix == prefix for f in target.filters):
+        target.addFilter(_Drop(prefix))
+
+
+def _ray_file_logger(relative: str) -> str:
+    """The name of a Ray logger made with getLogger(__file__) (named by its module's path)."""
+    import ray
+
+    return os.path.join(os.path.dirname(ray.__file__), relative)
+
+
+def quiet_driver_logs() -> None:
+    """On a local Ray of our own: Ray's notice that it turned on token authentication for the cluster
+    it starts is about Ray's defaults, not the user's command, and it opens every command's output."""
+    _quiet("ray._private.authentication.authentication_token_setup", "Token authentication is enabled")
 
 
 def quiet_worker_logs() -> None:
-    """Worker setup hook for a local Ray without a dashboard: Ray Train's PlacementGroupCleaner asks the
-    State API (served by the dashboard) every second whether the controller lives, and warns each time it
-    cannot. Its job (removing a dead controller's placement group) is moot on a local Ray, which ends
-    with its driver; only that line is dropped."""
-    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").addFilter(
-        _DropStateApiNoise())
+    """Worker setup hook for a local Ray without a dashboard; only these lines are dropped.
+
+    Ray Train's PlacementGroupCleaner asks the State API (served by the dashboard) every second whether
+    the controller lives, and warns each time it cannot; its job (removing a dead controller's placement
+    group) is moot on a local Ray, which ends with its driver. Ray Train also logs every report() of
+    every checkpoint ("Reporting training result ... TrainingReport(...)"): faceswap prints its own line.
+    """
+    _quiet("ray.train.v2._internal.execution.controller.placement_group_cleaner",
+           "State API may be temporarily unavailable")
+    _quiet(_ray_file_logger("train/v2/_internal/execution/context.py"), "Reporting training result")
 
 
 def stage_runtime_env() -> dict | None:
