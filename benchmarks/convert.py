@@ -53,40 +53,34 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
     through the model, no batching, no Ray."""
     import torch
 
-    from faceswap.faces.align import transform_points, warp_to_crop
+    from faceswap.config import ConvertConfig
+    from faceswap.faces.align import warp_to_crop
     from faceswap.faces.backend import make_backend
-    from faceswap.faces.masks import hull_mask
     from faceswap.model.export import load_swapper
     from faceswap.provenance.watermark import Watermarker, payload_for
-    from faceswap.render.color import match_color
-    from faceswap.render.paste import paste_face
-    from faceswap.stages.convert import load_records
-    from faceswap.storage import Store
+    from faceswap.render.face import render_face
+    from faceswap.faceset import FaceSet, frame_records
     from faceswap.video.decode import iter_frames
     from faceswap.video.encode import SegmentWriter
     from faceswap.video.probe import probe
 
     torch.set_num_threads(1)
     info = probe(video)
-    store = Store(faces_uri)
-    manifest = store.read_json("manifest.json")
+    faceset = FaceSet(faces_uri)
     swapper = load_swapper(model_uri)
-    records = load_records(store, manifest["shards"], manifest["shards"][0]["source"], 0, frames)
+    records = frame_records(faceset.store, faceset.shards(faceset.shards()[0]["source"]), 0, frames)
     marker, landmarker = Watermarker(payload_for(swapper.fingerprint)), make_backend("dlib")
+    settings = ConvertConfig(video=video, faces=faces_uri, model=model_uri, out="unused.mp4")  # the defaults
     t0 = time.perf_counter()
     with SegmentWriter(os.path.join(out_dir, "naive.mkv"), info.width, info.height, info.fps, threads=1) as w:
         for index, _, frame in iter_frames(video, 0, frames):
             for landmarks, matrix, crop_size, bbox in records.get(index, ()):
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (swapper.size / crop_size)
                 original = warp_to_crop(frame, m, swapper.size)
-                face, _ = swapper.swap(original[None])
-                region = hull_mask(transform_points(landmarks, m), (swapper.size, swapper.size))
-                pasted = paste_face(frame, match_color(face[0], original, region), m, landmarks)
-                if pasted:
-                    (x0, y0, x1, y1), roi_mask = pasted
-                    mask = np.zeros(frame.shape[:2], np.float32)
-                    mask[y0:y1, x0:x1] = roi_mask
-                    frame = marker.embed_frame(frame, landmarker.landmarks(frame, [bbox])[0][0], mask, index)
+                face, masks = swapper.swap(original[None])
+                rendered = render_face(frame, face[0], original, landmarks, m, None if masks is None else masks[0],
+                                       settings, index, bbox, marker, landmarker)
+                frame = frame if rendered is None else rendered
             w.write(frame)
     return frames / (time.perf_counter() - t0)
 

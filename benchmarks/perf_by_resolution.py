@@ -51,15 +51,15 @@ def per_core_extract(clip: str, out: str, frames: int) -> float:
 
 
 def per_core_convert(clip: str, faces: str, model: str, out: str, frames: int) -> float:
-    from faceswap.config import ConvertConfig
-    from faceswap.stages.convert import ConvertShard, make_plan
+    from faceswap.config import ConvertConfig, normalized
+    from faceswap.stages.convert import ConvertShard, check_inputs, make_plan
 
-    cfg = ConvertConfig(video=clip, faces=faces, model=model, out=os.path.join(out, "percore.mp4"),
-                        work=os.path.join(out, "percore.work"), workers=1, shard_frames=frames)
-    plan = make_plan(cfg)
-    worker = ConvertShard(json.dumps(plan))
+    cfg = normalized(ConvertConfig(video=clip, faces=faces, model=model, out=os.path.join(out, "percore.mp4"),
+                                   work=os.path.join(out, "percore.work"), workers=1, shard_frames=frames))
+    plan = make_plan(cfg, check_inputs(cfg), workers=1)
+    worker = ConvertShard(plan.to_json())
     t = time.perf_counter()
-    worker.convert(plan["shards"][0]["id"], 0, frames)
+    worker.convert(plan.shards[0]["id"], 0, frames)
     return frames / (time.perf_counter() - t)
 
 

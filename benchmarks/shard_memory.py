@@ -68,12 +68,14 @@ def child(args) -> int:
                 raise RuntimeError(row["error"][0])
             curve.append(round(proc.memory_info().rss / MB, 1))
     else:
-        from faceswap.stages.convert import ConvertShard, make_plan
+        from faceswap.config import normalized
+        from faceswap.stages.convert import ConvertShard, check_inputs, make_plan
 
-        plan = make_plan(convert_config(args))
-        worker = ConvertShard(json.dumps(plan))
-        for shard in plan["shards"]:
-            row = worker({"shard": [shard["id"]], "start": [shard["start"]], "stop": [shard["stop"]]})
+        cfg = normalized(convert_config(args))
+        plan = make_plan(cfg, check_inputs(cfg), workers=1)
+        worker = ConvertShard(plan.to_json())
+        for shard in plan.shards:
+            row = worker({"id": [shard["id"]], "start": [shard["start"]], "stop": [shard["stop"]]})
             if row["status"][0] != "ok":
                 raise RuntimeError(row["error"][0])
             curve.append(round(proc.memory_info().rss / MB, 1))

@@ -27,7 +27,8 @@ import torch
 def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int) -> float:
     """Faces/s of a plain single-process loop over pre-decoded crops."""
     from faceswap.model.autoencoder import FaceSwapModel, preset
-    from faceswap.model.dataset import decode_sample, load_records
+    from faceswap.faceset import FaceSet
+    from faceswap.model.dataset import decode_sample
     from faceswap.stages.train import Stepper, make_optimizer
     from faceswap.storage import Store
 
@@ -35,7 +36,7 @@ def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads:
     mcfg = preset(preset_name)
     data = []
     for uri in (a, b):
-        records, _ = load_records(uri)
+        records, _ = FaceSet(uri).training_records()
         samples = [decode_sample(Store(uri), r, mcfg.size) for r in records]
         data.append((np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])))
     torch.manual_seed(0)
@@ -82,7 +83,7 @@ def main() -> int:
     import ray
 
     from faceswap.model.autoencoder import preset
-    from faceswap.raycluster import cluster_cpus, ensure_ray
+    from faceswap.raycluster import Cluster, cluster_cpus
 
     work = tempfile.mkdtemp(prefix="faceswap-bench-train-")
     a, b = args.a, args.b
@@ -93,7 +94,7 @@ def main() -> int:
         a = build_faceset(os.path.join(work, "a"), "a", n=48).uri
         b = build_faceset(os.path.join(work, "b"), "b", n=48).uri
     batch = args.batch_size or preset(args.preset).batch_size
-    ensure_ray(None)
+    Cluster().connect()
     threads = cluster_cpus()          # what the single Ray Train worker gets too
 
     bare = bare_loop(a, b, args.preset, args.steps, batch, threads)

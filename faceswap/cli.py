@@ -13,7 +13,8 @@ import sys
 
 from faceswap import __version__
 from faceswap import config as C
-from faceswap.errors import FaceswapError, ServiceUnavailable
+from faceswap.errors import user_error
+from faceswap.raycluster import Cluster
 
 EPILOG = "Use only faces of people who agreed to it. Every output is marked as synthetic; check with `faceswap verify`."
 
@@ -115,10 +116,8 @@ def _run_config_from_args(args) -> C.RunConfig:
 
 def dispatch(args) -> int:
     """Run one command; returns the exit code."""
-    address = getattr(args, "ray_address", None)
-    if address:
-        # Stages connect after checking their inputs, so bad input fails in a second, not after Ray starts.
-        os.environ["RAY_ADDRESS"] = address
+    # Made here, connected by the stage once its inputs are checked: bad input fails in a second.
+    cluster = Cluster(getattr(args, "ray_address", None))
     cmd = args.command
     if cmd == "samples":
         from faceswap.samples import write_samples
@@ -137,22 +136,22 @@ def dispatch(args) -> int:
         cfg = C.from_args(C.ExtractConfig, args)
         from faceswap.stages.extract import run_extract
 
-        run_extract(cfg)
+        run_extract(cfg, cluster=cluster)
         return 0
     if cmd == "train":
         cfg = C.from_args(C.TrainConfig, args)
         from faceswap.stages.train import run_train
 
-        run_train(cfg)
+        run_train(cfg, cluster=cluster)
         return 0
     if cmd == "convert":
         cfg = C.from_args(C.ConvertConfig, args)
         from faceswap.stages.convert import run_convert
 
-        run_convert(cfg)
+        run_convert(cfg, cluster=cluster)
         return 0
     if cmd == "assemble":
-        from faceswap.stages.convert import run_assemble
+        from faceswap.stages.assemble import run_assemble
 
         run_assemble(args.work, args.out)
         return 0
@@ -160,7 +159,7 @@ def dispatch(args) -> int:
         cfg = C.from_args(C.EvaluateConfig, args)
         from faceswap.stages.evaluate import print_report, run_evaluate
 
-        print_report(run_evaluate(cfg))
+        print_report(run_evaluate(cfg, cluster=cluster))
         return 0
     if cmd == "inspect":
         cfg = C.from_args(C.InspectConfig, args)
@@ -172,25 +171,14 @@ def dispatch(args) -> int:
         cfg = _run_config_from_args(args)
         from faceswap.stages.pipeline import run_pipeline
 
-        run_pipeline(cfg)
+        run_pipeline(cfg, cluster=cluster)
         return 0
     if cmd == "demo":
         from faceswap.stages.pipeline import run_demo
 
-        run_demo(args.out, steps=args.steps)
+        run_demo(args.out, steps=args.steps, cluster=cluster)
         return 0
     raise AssertionError(f"unhandled command {cmd}")
-
-
-def _user_error(exc: BaseException):
-    """The FaceswapError or ServiceUnavailable behind ``exc`` (Ray wraps task errors)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (FaceswapError, ServiceUnavailable)):
-            return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,14 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("faceswap: interrupted; rerun the same command to resume\n")
         code = 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
-        err = _user_error(exc)
+        err = user_error(exc)
         if err is not None:
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             sys.stderr.write(f"faceswap: error: {message}\n")
             code = err.exit_code
-        elif isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.startswith("faceswap."):
-            sys.stderr.write(f"faceswap: the '{args.command}' stage is not built yet ({exc.name})\n")
-            code = 1
         else:
             if getattr(args, "debug", False) or os.environ.get("FACESWAP_DEBUG"):
                 raise

@@ -18,7 +18,8 @@ from faceswap.errors import ConfigError
 
 
 def opt(default, help: str, **extra):
-    """A dataclass field with help text (and an optional ``choices``/``flag``)."""
+    """A dataclass field with help text (and an optional ``choices``/``flag``; ``uri=True``: a path or URI,
+    made absolute by ``normalized``; ``pixels=False``: a convert setting that never changes a segment's pixels)."""
     meta = {"help": help, **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -33,12 +34,13 @@ def req(help: str, **extra):
 @dataclass
 class ExtractConfig:
     inputs: list[str] = req("video files, image files or folders, local paths or s3:// URIs", positional=True)
-    out: str = req("output face set: a local folder or s3:// URI")
+    out: str = req("output face set: a local folder or s3:// URI", uri=True)
     identity: list[str] = opt([], "reference images or folders of the person to keep; other faces are dropped")
     identity_threshold: float = opt(0.6, "largest face-embedding distance to the references that still counts as the same person")
     backend: str = opt("dlib", "landmark backend", choices=["dlib", "fan"])
     detector: str = opt("hog", "dlib face detector (hog is fast, cnn is more robust)", choices=["hog", "cnn"])
-    model_dir: str = opt("", "folder or URI holding the fan backend's weights (default: the torch hub cache)")
+    model_dir: str = opt("", "folder or URI holding the fan backend's weights (default: the torch hub cache)",
+                         uri=True)
     size: int = opt(256, "side of the aligned face crops, in pixels")
     centering: str = opt("face", "what the crop is centred on", choices=["face", "head"])
     image_format: str = opt("jpg", "file format of the crops (jpg: quality 95, 25x faster to write and 1/4 the "
@@ -62,9 +64,9 @@ class ExtractConfig:
 
 @dataclass
 class TrainConfig:
-    a: str = req("face set of identity A (the face to replace), from extract")
-    b: str = req("face set of identity B (the new face), from extract")
-    out: str = req("model folder: local path or s3:// URI (checkpoints, previews, final model)")
+    a: str = req("face set of identity A (the face to replace), from extract", uri=True)
+    b: str = req("face set of identity B (the new face), from extract", uri=True)
+    out: str = req("model folder: local path or s3:// URI (checkpoints, previews, final model)", uri=True)
     preset: str = opt("lite", "model size", choices=["lite", "original", "hd"])
     steps: int = opt(0, "training steps (0: the preset's default)")
     batch_size: int = opt(0, "batch size per worker (0: the preset's default)")
@@ -83,13 +85,14 @@ class TrainConfig:
 
 @dataclass
 class ConvertConfig:
-    video: str = req("the footage to convert (identity A), local path or s3:// URI", positional=True)
-    faces: str = req("face set of that footage, from extract")
-    model: str = req("model folder from train")
-    out: str = req("output video file, local path or s3:// URI")
-    work: str = opt("", "where segments are kept for resume (default: <out>.work next to the output)")
+    video: str = req("the footage to convert (identity A), local path or s3:// URI", positional=True, uri=True)
+    faces: str = req("face set of that footage, from extract", uri=True)
+    model: str = req("model folder from train", uri=True)
+    out: str = req("output video file, local path or s3:// URI", uri=True, pixels=False)
+    work: str = opt("", "where segments are kept for resume (default: <out>.work next to the output)", uri=True,
+                    pixels=False)
     direction: str = opt("a2b", "which decoder renders the face", choices=["a2b", "b2a"])
-    workers: int = opt(0, "parallel conversion actors (0: as many as the cluster's CPUs allow)")
+    workers: int = opt(0, "parallel conversion actors (0: as many as the cluster's CPUs allow)", pixels=False)
     shard_frames: int = opt(0, "frames per segment (0: chosen from the video length and the cluster size)")
     lossless: bool = opt(False, "encode losslessly (RGB H.264, qp 0): for tests and masters")
     crf: int = opt(18, "H.264 quality when not lossless (lower is better)")
@@ -98,17 +101,18 @@ class ConvertConfig:
     feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
-    frames_out: str = opt("", "also write the swapped frames as PNG images under this URI")
+    frames_out: str = opt("", "also write the swapped frames as PNG images under this URI", uri=True,
+                          pixels=False)
     label: str = opt("", "visible label drawn on every frame (off when empty)", metavar="TEXT")
     watermark: bool = opt(True, "embed the invisible provenance watermark", flag="--no-watermark",
                           flag_help="do not embed the invisible watermark (the container metadata still marks the output)")
-    keep_going: bool = opt(False, "finish the other segments when one fails, and list it")
+    keep_going: bool = opt(False, "finish the other segments when one fails, and list it", pixels=False)
 
 
 @dataclass
 class EvaluateConfig:
-    original: str = req("the source video")
-    swapped: str = req("the swapped video")
+    original: str = req("the source video", uri=True)
+    swapped: str = req("the swapped video", uri=True)
     target: list[str] = req("reference images or folders of the new face (B)")
     source: list[str] = opt([], "reference images or folders of the replaced face (A); default: faces from the original")
     json: str = opt("", "write the report as JSON here")
@@ -145,6 +149,16 @@ class RunConfig:
     extract: dict = opt({}, "extract settings (ExtractConfig fields)")
     train: dict = opt({}, "train settings (TrainConfig fields)")
     convert: dict = opt({}, "convert settings (ConvertConfig fields)")
+
+
+def normalized(cfg):
+    """``cfg`` with every URI field (``uri=True``) absolute and in one spelling, so plans, shard ids
+    and resume do not depend on how a path was typed, and Ray workers (another working directory)
+    read the same files."""
+    from faceswap.storage import normalize_uri
+
+    return dataclasses.replace(cfg, **{f.name: normalize_uri(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+                                       if f.metadata.get("uri") and getattr(cfg, f.name)})
 
 
 # -- YAML ------------------------------------------------------------------------------
@@ -275,16 +289,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "", skip: 
 
 def from_args(cls, args: argparse.Namespace, prefix: str = "", **overrides):
     """Build ``cls`` from parsed arguments (fields missing from ``args`` keep their defaults)."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        dest = f"{prefix.replace('-', '_')}{f.name}"
-        if hasattr(args, dest):
-            values[f.name] = getattr(args, dest)
-    values.update(overrides)
-    return cls(**values)
+    return cls(**{**section_overrides(cls, args, prefix), **overrides})
 
 
-def section_overrides(cls, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+def section_overrides(cls, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """The flags given for one section of ``run`` (``--train-steps 10`` -> {'steps': 10})."""
     out = {}
     for f in dataclasses.fields(cls):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 from faceswap.errors import ServiceUnavailable
-from faceswap.storage import SECRET_VARS, share_secrets
+from faceswap.s3 import share_secrets, stage_env
 
 CPU_NODE = "cpu_node"
 GPU_NODE = "gpu_node"
@@ -22,17 +23,65 @@ GPU_NODE = "gpu_node"
 _PLACEMENT_SHARE = 0.001
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to ``address`` (or RAY_ADDRESS), or start a local Ray; no-op when connected."""
+@dataclass(frozen=True)
+class Cluster:
+    """The Ray a command runs on, made where the command starts and passed to every stage.
+
+    ``address``: ``--ray-address`` (ray://head:10001, auto, ...); None: the one a Ray job's driver
+    is given in RAY_ADDRESS, else a new local Ray of our own. Nothing connects until a stage has
+    checked its inputs and calls ``connect()``, so bad input fails in a second, not after Ray starts.
+    """
+
+    address: str | None = None
+
+    def connect(self) -> "Cluster":
+        """Connect (once per process; later calls only re-share the store's secrets)."""
+        import ray
+
+        if not ray.is_initialized():
+            _init(self.address or os.environ.get("RAY_ADDRESS") or None)
+        share_secrets()
+        return self
+
+    def workers(self, requested: int, cpus_per_worker: float) -> int:
+        return default_workers(requested, cpus_per_worker)
+
+    def run_shards(self, rows: list[dict], stage, *, workers: int, cpus: float, progress: bool,
+                   args: tuple = (), kwargs: dict | None = None) -> list[dict]:
+        """Ray Data: one shard per row through an actor pool of ``stage`` (a callable class), every
+        output row back as plain Python values.
+
+        All actors start at once (the shard count is known) and hold one shard each, so a shard never
+        queues behind a busy actor while another idles; Ray Data restarts a lost actor and retries its
+        shard, which is safe because every stage's output is idempotent.
+        """
+        import ray
+
+        if not rows:
+            return []
+        pool = max(1, min(workers, len(rows)))
+        ctx = ray.data.DataContext.get_current()
+        bars = ctx.enable_progress_bars
+        ctx.enable_progress_bars = progress
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+            ds = ds.map_batches(
+                stage, batch_size=1,  # one shard per call: a shard is already seconds to minutes of work
+                fn_constructor_args=args, fn_constructor_kwargs=kwargs or {},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
+                                                   max_tasks_in_flight_per_actor=1),
+                num_cpus=cpus, resources=cpu_stage_resources() or None, runtime_env=stage_runtime_env())
+            return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in ds.iter_rows()]
+        finally:
+            ctx.enable_progress_bars = bars
+
+
+def _init(address: str | None) -> None:
     import ray
 
-    if ray.is_initialized():
-        share_secrets()
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
     # Workers started by a local Ray inherit the driver's environment; on a remote
     # cluster the store's endpoint and credentials must travel with the job.
-    runtime_env = stage_runtime_env(secrets=False)  # shared through Ray's key-value store once connected
+    runtime_env = stage_env(secrets=False)  # the secrets are shared through Ray's key-value store once connected
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -41,53 +90,61 @@ def ensure_ray(address: str | None = None) -> None:
             # "local": a new Ray of our own, never whatever cluster /tmp/ray/ray_current_cluster names.
             # No dashboard on a laptop, so no State API: quiet the one Ray helper that polls it.
             runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": "faceswap.raycluster.quiet_worker_logs"}
+            quiet_driver_logs()
             ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
-    share_secrets()
-    _quiet_ray_data()
+    # Ray Data's per-operator chatter off; its progress bars are set per run (Cluster.run_shards).
+    ray.data.DataContext.get_current().print_on_execution_start = False
 
 
-class _DropStateApiNoise(logging.Filter):
+class _Drop(logging.Filter):
+    """Drops the records of one logger whose message starts with ``prefix``; keeps everything else."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "State API may be temporarily unavailable" not in record.getMessage()
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _quiet(logger: str, prefix: str) -> None:
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, _Drop) and f.prefix == prefix for f in target.filters):
+        target.addFilter(_Drop(prefix))
+
+
+def _ray_file_logger(relative: str) -> str:
+    """The name of a Ray logger made with getLogger(__file__) (named by its module's path)."""
+    import ray
+
+    return os.path.join(os.path.dirname(ray.__file__), relative)
+
+
+def quiet_driver_logs() -> None:
+    """On a local Ray of our own: Ray's notice that it turned on token authentication for the cluster
+    it starts is about Ray's defaults, not the user's command, and it opens every command's output."""
+    _quiet("ray._private.authentication.authentication_token_setup", "Token authentication is enabled")
 
 
 def quiet_worker_logs() -> None:
-    """Worker setup hook for a local Ray without a dashboard: Ray Train's PlacementGroupCleaner asks the
-    State API (served by the dashboard) every second whether the controller lives, and warns each time it
-    cannot. Its job (removing a dead controller's placement group) is moot on a local Ray, which ends
-    with its driver; only that line is dropped."""
-    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").addFilter(
-        _DropStateApiNoise())
+    """Worker setup hook for a local Ray without a dashboard; only these lines are dropped.
 
-
-STORE_ENV_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                  "AWS_SESSION_TOKEN", "AWS_REGION", "FACESWAP_CACHE")
-
-
-def stage_runtime_env(secrets: bool = True) -> dict | None:
-    """The driver's object-store settings for a stage's workers.
-
-    They may have been set after Ray started (a test, a notebook), and then the
-    workers would not inherit them. The secret key and session token go through
-    Ray's internal key-value store instead (storage.share_secrets), because Ray's
-    runtime-env agent logs every runtime env in full; only a driver that cannot
-    share them (Ray Client) sends them here.
+    Ray Train's PlacementGroupCleaner asks the State API (served by the dashboard) every second whether
+    the controller lives, and warns each time it cannot; its job (removing a dead controller's placement
+    group) is moot on a local Ray, which ends with its driver. Ray Train also logs every report() of
+    every checkpoint ("Reporting training result ... TrainingReport(...)"): faceswap prints its own line.
     """
-    shared = not secrets or share_secrets()
-    env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ and (not shared or k not in SECRET_VARS)}
-    return {"env_vars": env} if env else None
+    _quiet("ray.train.v2._internal.execution.controller.placement_group_cleaner",
+           "State API may be temporarily unavailable")
+    _quiet(_ray_file_logger("train/v2/_internal/execution/context.py"), "Reporting training result")
 
 
-def _quiet_ray_data() -> None:
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    # Keep the progress bars, drop the per-operator chatter on a 2-core laptop.
-    ctx.enable_progress_bars = True
-    ctx.print_on_execution_start = False
+def stage_runtime_env() -> dict | None:
+    """What a stage's workers need from the driver's environment: the S3 settings (faceswap.s3)."""
+    return stage_env()
 
 
 def _has(resource: str) -> bool:

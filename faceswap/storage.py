@@ -6,9 +6,8 @@
   keys and backslashes are refused (records read from storage name keys too).
 * Every write is atomic: the bytes go to a temporary object under ``.tmp/``,
   then are moved to the final key, so a reader never sees half an object.
-* The S3 endpoint and credentials come from the standard AWS variables
-  (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-  ``AWS_REGION``), so AWS, MinIO, SeaweedFS and Ceph all work.
+* S3 access (endpoint, credentials, the client) comes from ``faceswap.s3``,
+  which builds it from the standard AWS variables for every consumer.
 * A store is picklable (only the URI travels), so Ray workers get their own
   filesystem client. Credentials never appear in a repr or an error message.
 """
@@ -26,11 +25,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from faceswap.errors import ServiceUnavailable, StoreError
+from faceswap.errors import ServiceUnavailable, StoreError, chain
 
 TMP_PREFIX = ".tmp"
 _CONNECT_TRIES = 4
-_FS_CACHE: dict[tuple, Any] = {}
 
 
 def is_remote(uri: str) -> bool:
@@ -72,104 +70,6 @@ def split_uri(uri: str) -> tuple["Store", str]:
     return Store(parent or "/"), name
 
 
-# Not sent in a Ray runtime_env: Ray's runtime-env agent writes runtime envs, env_vars included, to its log.
-SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-
-
-def _secrets_key() -> bytes:
-    import ray
-
-    return f"faceswap:s3-secrets:{ray.get_runtime_context().get_job_id()}".encode()
-
-
-def share_secrets() -> bool:
-    """Driver: hand the S3 secret key and session token to this job's Ray workers through Ray's
-    internal key-value store (never logged). False when they could not be shared."""
-    values = {k: os.environ[k] for k in SECRET_VARS if k in os.environ}
-    if not values:
-        return True
-    try:
-        import ray
-        from ray.experimental import internal_kv
-
-        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
-            return False
-        internal_kv._internal_kv_put(_secrets_key(), json.dumps(values).encode(), overwrite=True)
-        return True
-    except Exception:  # noqa: BLE001 - e.g. a Ray Client driver: the caller falls back to the runtime env
-        return False
-
-
-def _fetch_shared_secrets() -> None:
-    """Worker: take the secrets its driver shared, when its environment lacks them."""
-    try:
-        import ray
-        from ray.experimental import internal_kv
-
-        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
-            return
-        data = internal_kv._internal_kv_get(_secrets_key())
-    except Exception:  # noqa: BLE001 - no Ray here: the environment is all there is
-        return
-    for k, v in (json.loads(data) if data else {}).items():
-        os.environ.setdefault(k, v)
-
-
-def _s3_filesystem():
-    import s3fs
-    from botocore.config import Config
-
-    if "AWS_SECRET_ACCESS_KEY" not in os.environ:
-        _fetch_shared_secrets()
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    key = (endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
-           os.environ.get("AWS_REGION"), os.getpid())
-    fs = _FS_CACHE.get(key)
-    if fs is None:
-        client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
-        if os.environ.get("AWS_REGION"):
-            client_kwargs["region_name"] = os.environ["AWS_REGION"]
-        fs = s3fs.S3FileSystem(
-            client_kwargs=client_kwargs,
-            config_kwargs={"connect_timeout": 5, "read_timeout": 120,
-                           "retries": {"max_attempts": 2, "mode": "standard"}},
-            use_listings_cache=False,
-            skip_instance_cache=True,
-        )
-        fs.retries = 2  # s3fs's own retry loop, on top of botocore's
-        _FS_CACHE[key] = fs
-    return fs
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    names = {type(e).__name__ for e in _chain(exc)}
-    connection_names = {"EndpointConnectionError", "ConnectionRefusedError", "ClientConnectorError",
-                        "ConnectTimeoutError", "ReadTimeoutError", "ServerDisconnectedError",
-                        "ConnectionClosedError", "ConnectionResetError", "ClientOSError"}
-    return bool(names & connection_names)
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(e) for e in _chain(exc))
-    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
-        return "bucket does not exist"
-    if any(s in text for s in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403")):
-        return "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-    if isinstance(exc, PermissionError):
-        return "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-    if "NoCredentialsError" in {type(e).__name__ for e in _chain(exc)} or "Unable to locate credentials" in text:
-        return "no credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-    return type(exc).__name__ + (f": {str(exc).splitlines()[0]}" if str(exc) else "")
-
-
 @dataclass(frozen=True)
 class Store:
     """A folder of objects at ``uri`` (local path, ``file://`` or ``s3://``)."""
@@ -190,7 +90,9 @@ class Store:
     @property
     def fs(self):
         if self.remote:
-            return _s3_filesystem()
+            from faceswap import s3
+
+            return s3.filesystem()
         import fsspec
 
         return fsspec.filesystem("file")
@@ -208,12 +110,14 @@ class Store:
     # -- retries and error mapping -------------------------------------------
     def _call(self, what: str, key: str, fn, *args, **kwargs):
         """Run one filesystem call with bounded retries on connection errors."""
+        from faceswap.s3 import describe, is_connection_error
+
         delay = 0.5
         for attempt in range(1, _CONNECT_TRIES + 1):
             try:
                 return fn(*args, **kwargs)
             except FileNotFoundError as exc:
-                if self.remote and "NoSuchBucket" in " ".join(str(e) for e in _chain(exc)):
+                if self.remote and "NoSuchBucket" in " ".join(str(e) for e in chain(exc)):
                     raise StoreError(f"{self.url(key) if key else self.uri}: bucket does not exist") from None
                 raise
             except (StoreError, ServiceUnavailable):
@@ -221,7 +125,7 @@ class Store:
             except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
                 if not self.remote:
                     raise
-                if _is_connection_error(exc):
+                if is_connection_error(exc):
                     if attempt == _CONNECT_TRIES:
                         raise ServiceUnavailable(
                             f"{self.url(key) if key else self.uri}: object store did not answer after "
@@ -229,7 +133,7 @@ class Store:
                     time.sleep(delay)
                     delay *= 2
                     continue
-                raise StoreError(f"{self.url(key) if key else self.uri}: cannot {what}: {_describe(exc)}") from None
+                raise StoreError(f"{self.url(key) if key else self.uri}: cannot {what}: {describe(exc)}") from None
 
     # -- reads ------------------------------------------------------------------
     def exists(self, key: str) -> bool:

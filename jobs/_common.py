@@ -5,7 +5,7 @@
 Each script takes exactly the arguments of the matching `faceswap` command and hands
 them to `faceswap.cli.main`, so `--help`, validation, error lines and exit codes are the
 CLI's own. Inside a Ray job, Ray sets RAY_ADDRESS for the driver and
-`faceswap.raycluster.ensure_ray` connects to it: the job uses the cluster it was
+`faceswap.raycluster.Cluster.connect` connects to it: the job uses the cluster it was
 submitted to, never a private local Ray (the same as `--ray-address auto`).
 """
 

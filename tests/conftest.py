@@ -133,10 +133,10 @@ def s3_env(seaweed, monkeypatch):
 
 
 def make_bucket(name: str | None = None) -> str:
-    from faceswap.storage import _s3_filesystem
+    from faceswap.s3 import filesystem
 
     name = name or f"t-{uuid.uuid4().hex[:12]}"
-    _s3_filesystem().mkdir(name)
+    filesystem().mkdir(name)
     return name
 
 

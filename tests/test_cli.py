@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from faceswap.cli import build_parser, main
@@ -95,3 +97,36 @@ def test_out_of_range_flip_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--flip is a probability between 0 and 1, not 1.5" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "M").exists()
+
+
+def test_a_command_on_its_own_local_ray_shows_its_work_not_rays_notices(run_cli, samples_dir):
+    a = os.path.join(samples_dir, "a_small.mp4")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    proc = run_cli("evaluate", "--original", a, "--swapped", a, "--target", os.path.join(samples_dir, "refs", "b.png"),
+                   "--max-frames", 2, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pose error" in proc.stdout
+    assert "Token authentication" not in proc.stdout + proc.stderr
+
+
+def test_ray_trains_per_checkpoint_report_line_is_dropped_and_real_warnings_kept():
+    import logging
+
+    import ray.train.v2._internal.execution.context as ray_train_context
+
+    from faceswap.raycluster import quiet_worker_logs
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger, level = ray_train_context.logger, ray_train_context.logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        quiet_worker_logs()
+        logger.info("Reporting training result 3: TrainingReport(checkpoint=Checkpoint(...)) from rank 0")
+        logger.warning("a real warning")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert [r.getMessage() for r in records] == ["a real warning"]

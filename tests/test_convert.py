@@ -95,7 +95,8 @@ def test_bystander_is_never_touched(trained, tmp_path):
 
 
 def test_rerun_reuses_segments_and_assemble_alone(trained, tmp_path):
-    from faceswap.stages.convert import run_assemble, run_convert
+    from faceswap.stages.assemble import run_assemble
+    from faceswap.stages.convert import run_convert
 
     out = str(tmp_path / "film.mp4")
     cfg = ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=out,
@@ -225,17 +226,33 @@ def test_the_face_set_of_a_video_is_found_by_its_content_not_its_name(trained, t
     import shutil
 
     from faceswap.errors import InputError
-    from faceswap.stages.convert import _faceset_source
-    from faceswap.storage import Store
+    from faceswap.faceset import FaceSet
     from faceswap.video.probe import signature
 
-    manifest = Store(trained["faces"]).read_json("manifest.json")
-    source = manifest["inputs"][0]["source"]
+    faceset = FaceSet(trained["faces"])
+    source = faceset.inputs("video")[0]["source"]
     moved = tmp_path / "renamed.mp4"
     shutil.copy(trained["video"], moved)
-    assert _faceset_source(manifest, str(moved), 100, signature(moved), "faces") == source
+    assert faceset.find_source(str(moved), 100, signature(moved)) == source
     other = os.path.join(os.path.dirname(trained["video"]), "a_small.mp4")  # same length, another film
     with pytest.raises(InputError, match="no records for"):
-        _faceset_source(manifest, other, 100, signature(other), "faces")
+        faceset.find_source(other, 100, signature(other))
     with pytest.raises(InputError, match="another version of"):  # the same path, its content changed
-        _faceset_source(manifest, trained["video"], 100, "0" * 16, "faces")
+        faceset.find_source(trained["video"], 100, "0" * 16)
+
+
+def test_resume_does_not_depend_on_how_the_paths_are_spelled(trained, tmp_path, monkeypatch):
+    """The same command with relative paths reuses every segment of the run with absolute ones."""
+    from faceswap.stages.convert import run_convert
+
+    out = tmp_path / "spelled" / "film.mp4"
+    absolute = ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=str(out),
+                             lossless=True, shard_frames=50)
+    first = run_convert(absolute, progress=False)
+    monkeypatch.chdir(tmp_path)
+    relative = ConvertConfig(video=os.path.relpath(trained["video"]), faces=os.path.relpath(trained["faces"]),
+                             model=os.path.relpath(trained["model"]), out="spelled/film.mp4", lossless=True,
+                             shard_frames=50)
+    second = run_convert(relative, progress=False)
+    assert first["segments_reused"] == 0 and second["segments_reused"] == second["segments"] == first["segments"]
+    assert len(os.listdir(str(out) + ".work/segments")) == 1, "a second plan folder: the segments were redone"

@@ -14,7 +14,8 @@ from faceswap.config import ExtractConfig
 from faceswap.errors import InputError
 from faceswap.faces import align
 from faceswap.faces.backend import make_backend
-from faceswap.stages.extract import ExtractShard, alignment_schema, run_extract
+from faceswap.faceset import FaceSet, alignment_schema
+from faceswap.stages.extract import ExtractShard, run_extract
 from faceswap.storage import Store, check_key
 
 
@@ -128,18 +129,16 @@ def test_rerun_skips_finished_shards_with_identical_records(ray_local, target_ru
 
 
 def test_a_rerun_with_other_settings_redoes_the_shards_instead_of_reusing_them(ray_local, clip, tmp_path):
-    from faceswap.model.dataset import load_records
-
     out, video = tmp_path / "set", clip["a_small.mp4"]  # only the target, who is not b
     with pytest.raises(InputError, match="no faces found matching --identity"):  # the wrong person's photo
         run_extract(_cfg([video], out, identity=[clip["refs/b.png"]]), progress=False)
     with pytest.raises(InputError, match="unfinished extract"):  # nothing published: train refuses it
-        load_records(str(out))
+        FaceSet(str(out))
     fixed = run_extract(_cfg([video], out, identity=[clip["refs/a.png"]]), progress=False)
     assert fixed["shards_skipped"] == 0 and fixed["faces"] >= 99
     smaller = run_extract(_cfg([video], out, identity=[clip["refs/a.png"]], size=128), progress=False)
     assert smaller["shards_skipped"] == 0 and smaller["faces"] == fixed["faces"]
-    records, info = load_records(str(out))  # the manifest's shards only, not the earlier runs' files
+    records, info = FaceSet(str(out)).training_records()  # the manifest's shards only, not the earlier runs' files
     assert info.crop_size == 128 and len(records) == fixed["faces"]
     assert run_extract(_cfg([video], out, identity=[clip["refs/a.png"]], size=128), progress=False)["shards_skipped"] == 2
 

@@ -21,7 +21,8 @@ import torch
 from faceswap.errors import InputError
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import PRESETS, FaceSwapModel, preset
-from faceswap.model.dataset import FaceStream, load_records
+from faceswap.faceset import FaceSet
+from faceswap.model.dataset import FaceStream
 from faceswap.model.export import MODEL_KEY, load_swapper, write_model
 from faceswap.model.losses import reconstruction_loss, ssim_map
 from faceswap.storage import Store
@@ -188,7 +189,7 @@ def test_loss_falls_on_a_tiny_run(facesets):
 # -- data ------------------------------------------------------------------------------------------
 
 def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
-    records, info = load_records(facesets[0])
+    records, info = FaceSet(facesets[0]).training_records()
     assert info.crop_size == 128 and info.centering == "face" and len(records) == 12
     # Landmarks in crop space lie inside the crop.
     pts = np.concatenate([r.landmarks for r in records])
@@ -231,12 +232,12 @@ def test_crop_key_with_dotdot_is_refused(tmp_path):
     table = table.set_column(table.schema.get_field_index("crop"), "crop", pa.array(crops))
     store.write_parquet("alignments/astronaut-00000.parquet", table)
     with pytest.raises(InputError, match=r"astronaut-00000.parquet: unsafe crop key '\.\./\.\./etc/passwd'"):
-        load_records(store.uri)
+        FaceSet(store.uri).training_records()
 
 
 def test_not_a_faceset(tmp_path):
     with pytest.raises(InputError, match="no manifest.json .not a face set"):
-        load_records(str(tmp_path))
+        FaceSet(str(tmp_path)).training_records()
 
 
 def test_only_the_shards_the_manifest_names_are_read(tmp_path):
@@ -244,11 +245,11 @@ def test_only_the_shards_the_manifest_names_are_read(tmp_path):
     stray = build_faceset(str(tmp_path / "other"), "b", n=5)  # e.g. a run with other settings, same folder
     key = f"alignments/{SOURCES['b']}-00000.parquet"
     store.write_bytes(key, stray.read_bytes(key))
-    records, info = load_records(store.uri)
+    records, info = FaceSet(store.uri).training_records()
     assert info.faces == 3 and all(r.crop.startswith(f"faces/{SOURCES['a']}/") for r in records)
     store.delete("manifest.json")  # an extract that failed before publishing the set
     with pytest.raises(InputError, match="no manifest.json .an unfinished extract"):
-        load_records(store.uri)
+        FaceSet(store.uri).training_records()
 
 
 # -- final model folder ----------------------------------------------------------------------------------

@@ -317,27 +317,58 @@ def test_node_lost_during_convert_is_frame_exact(cluster, clip, killed_extract, 
     assert _barcodes(str(out)) == list(range(FRAMES))
 
 
+class HoldAt:
+    """Training's on_checkpoint hook: rank 0 stops at one point of one step, writes its pid to the
+    local file ``marker`` and waits, so the test kills the worker exactly there.
+
+    "persisted": the step's checkpoint is in the store, but Ray Train never heard of it (as when a worker
+    dies between Ray Train's upload and its report); "reported": report() of the step returned.
+    """
+
+    def __init__(self, phase: str, step: int, marker: str):
+        self.phase, self.step, self.marker = phase, step, marker
+
+    def __call__(self, phase, step, folder, out) -> None:
+        if step != self.step or phase != {"persisted": "written", "reported": "reported"}[self.phase]:
+            return
+        if self.phase == "persisted":
+            from faceswap.model.checkpoints import CKPT_FILE, CKPT_META, step_key
+
+            for name in (CKPT_FILE, CKPT_META):
+                with open(os.path.join(folder, name), "rb") as f:
+                    out.write_bytes(step_key(step, name), f.read())
+        with open(self.marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(60)  # bounded: a resumed run that comes here again goes on (and the test sees it)
+
+
+# Ray ships the hook to the training workers by value: they cannot import this test module.
+import ray.cloudpickle  # noqa: E402
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", [
     "reported",   # Ray Train has the step-8 checkpoint
     "persisted",  # step 8 is in the store, but Ray Train never registered it (its newest is step 4)
 ])
-def test_training_worker_killed_resumes_from_its_checkpoint(cluster, tmp_path, monkeypatch, kill_when):
+def test_training_worker_killed_resumes_from_its_checkpoint(cluster, tmp_path, kill_when):
     import json
 
     from faceswap.config import TrainConfig
-    from faceswap.stages.train import HOLD_ENV, checkpoint_steps, run_train
+    from faceswap.model.checkpoints import checkpoint_steps
+    from faceswap.stages.train import run_train
     from test_model import build_faceset
 
     a = build_faceset(str(tmp_path / "a"), "a", n=6).uri
     b = build_faceset(str(tmp_path / "b"), "b", n=6).uri
     out = Store(str(tmp_path / "model"))
     marker = tmp_path / "held"
-    # The worker stops at that point of step 8 and waits to be killed (see train._parse_hold).
-    monkeypatch.setenv(HOLD_ENV, f"{kill_when}:8:{marker}")
     cfg = TrainConfig(a=a, b=b, out=out.uri, steps=16, batch_size=4, checkpoint_every=4, preview_every=4,
                       max_failures=2)
-    thread, result = _in_thread(run_train, cfg, progress=False)
+    # The worker stops at that point of step 8 and waits to be killed.
+    thread, result = _in_thread(run_train, cfg, progress=False, on_checkpoint=HoldAt(kill_when, 8, str(marker)))
     _wait_for(lambda: marker.exists() and marker.read_text(), thread, what="the worker at step 8")
     assert checkpoint_steps(out)[-1] == 8
     os.kill(int(marker.read_text()), signal.SIGKILL)

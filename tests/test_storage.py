@@ -169,3 +169,23 @@ def test_cli_exit_2_for_missing_bucket_and_bad_credentials(run_cli, s3_env, s3_b
     assert proc.returncode == 2, proc.stderr
     assert "access denied" in proc.stderr and "wrong-secret" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_every_s3_client_is_built_from_the_same_credentials(monkeypatch):
+    """Temporary credentials (an assumed role, SSO) carry a session token: Ray Train's checkpoint
+    filesystem gets it, as the store's own client does."""
+    from faceswap.s3 import arrow_filesystem, filesystem
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "ASIATEMP", "AWS_SECRET_ACCESS_KEY": "temp-secret",
+                       "AWS_SESSION_TOKEN": "temp-token", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                       "AWS_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(key, value)
+    path, fs = arrow_filesystem("s3://bucket/model/")
+    arrow = fs.__reduce__()[1][0]
+    assert path == "bucket/model"
+    assert (arrow["access_key"], arrow["secret_key"], arrow["session_token"]) == ("ASIATEMP", "temp-secret",
+                                                                                   "temp-token")
+    assert (arrow["endpoint_override"], arrow["scheme"], arrow["region"]) == ("127.0.0.1:9", "http", "eu-west-1")
+    s3 = filesystem()
+    assert (s3.key, s3.secret, s3.token) == ("ASIATEMP", "temp-secret", "temp-token")
+    assert arrow_filesystem("/local/model") == ("/local/model", None)

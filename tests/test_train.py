@@ -18,7 +18,8 @@ import pytest
 from faceswap.config import TrainConfig
 from faceswap.errors import ConfigError, InputError
 from faceswap.model.export import MODEL_KEY, fingerprint, load_swapper
-from faceswap.stages.train import checkpoint_steps, run_train
+from faceswap.model.checkpoints import checkpoint_steps
+from faceswap.stages.train import run_train
 from faceswap.storage import Store
 
 sys.path.insert(0, os.path.dirname(__file__))

@@ -105,6 +105,47 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def detection_scale(backend, min_face_px: int) -> float:
+    """Scale at which ``min_face_px`` becomes the detector's window; at most 2x up."""
+    return min(2.0, backend.window_px / max(1, int(min_face_px)))
+
+
+def detect_scaled(backend, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The detector on the whole frame resized by ``scale``: (boxes in frame pixels, scores)."""
+    if abs(scale - 1.0) < 1e-3:
+        return backend.detect_scored(rgb)
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    boxes, scores = backend.detect_scored(small)
+    return boxes / scale, scores
+
+
+def detect_near(backend, rgb: np.ndarray, box: np.ndarray, margin: float = 0.3,
+                scale: float | None = None) -> tuple[np.ndarray, float] | None:
+    """The detector (relaxed threshold) on a crop around ``box`` grown by ``margin`` of its side: the
+    best hit overlapping ``box`` (IoU above 0.3) and its score, or None. ``scale``: the crop's resize
+    (default: the face at ~1.1x the detector window, never up)."""
+    h, w = rgb.shape[:2]
+    side = float(max(box[2] - box[0], box[3] - box[1]))
+    # The face should sit at ~1.1x the detector window; margin for motion and box error.
+    s = min(1.0, 1.1 * backend.window_px / max(side, 1.0)) if scale is None else scale
+    bw, bh = (side, side) if scale is None else (box[2] - box[0], box[3] - box[1])
+    x0, y0 = int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh))
+    x1, y1 = int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    crop = rgb[y0:y1, x0:x1]
+    if s != 1.0:
+        crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    boxes, scores = backend.detect_scored(crop, relaxed=True)
+    best, best_iou = None, 0.3  # below this overlap it is some other face
+    for b, sc in zip(boxes, scores):
+        b = b / s + np.array([x0, y0, x0, y0], dtype=np.float32)
+        o = iou(b, box)
+        if o > best_iou:
+            best, best_iou = (b.astype(np.float32), float(sc)), o
+    return best
+
+
 class FaceTracker:
     """Faces of consecutive frames of one shot: ``update(rgb) -> list[Face]`` per frame."""
 
@@ -118,8 +159,7 @@ class FaceTracker:
         self.backend = backend
         self.detect_every = int(detect_every)
         self.min_face_px = int(min_face_px)
-        # Scale at which min_face_px becomes the detector's window; at most 2x up.
-        self.detect_scale = min(2.0, backend.window_px / max(1, self.min_face_px))
+        self.detect_scale = detection_scale(backend, self.min_face_px)
         self.smooth = float(smooth)
         self.max_misses = int(max_misses)
         self.min_confidence = float(min_confidence)
@@ -141,36 +181,12 @@ class FaceTracker:
     # -- detection ---------------------------------------------------------------
     def _detect_full(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.stats["full_detections"] += 1
-        s = self.detect_scale
-        if abs(s - 1.0) < 1e-3:
-            return self.backend.detect_scored(rgb)
-        small = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        boxes, scores = self.backend.detect_scored(small)
-        return boxes / s, scores
+        return detect_scaled(self.backend, rgb, self.detect_scale)
 
     def _detect_near(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
         """Re-run the detector on a small crop around ``box``; the best overlapping hit or None."""
         self.stats["crop_checks"] += 1
-        h, w = rgb.shape[:2]
-        side = float(max(box[2] - box[0], box[3] - box[1]))
-        # The face should sit at ~1.1x the detector window; margin for motion and box error.
-        s = min(1.0, 1.1 * self.backend.window_px / max(side, 1.0))
-        margin = 0.3 * side
-        x0, y0 = int(max(0, box[0] - margin)), int(max(0, box[1] - margin))
-        x1, y1 = int(min(w, box[2] + margin)), int(min(h, box[3] + margin))
-        if x1 - x0 < 8 or y1 - y0 < 8:
-            return None
-        crop = rgb[y0:y1, x0:x1]
-        if s < 1.0:
-            crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        boxes, scores = self.backend.detect_scored(crop, relaxed=True)
-        best, best_iou = None, 0.3
-        for b, sc in zip(boxes, scores):
-            b = b / s + np.array([x0, y0, x0, y0], dtype=np.float32)
-            o = iou(b, box)
-            if o > best_iou:
-                best, best_iou = (b.astype(np.float32), float(sc)), o
-        return best
+        return detect_near(self.backend, rgb, box)
 
     # -- back-fill ---------------------------------------------------------------
     def _follow_back(self, track: _Track) -> list[tuple[int, _Past, Face]]:

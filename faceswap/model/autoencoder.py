@@ -188,7 +188,3 @@ class FaceSwapModel(nn.Module):
         decoder = {"a2b": self.decoder_b, "b2a": self.decoder_a,
                    "a2a": self.decoder_a, "b2b": self.decoder_b}[direction]
         return decoder(self.encoder(x))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -21,75 +21,14 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from faceswap.errors import FaceswapError, InputError
+from faceswap.errors import InputError
+from faceswap.faceset import FaceRecord, FaceSet
 from faceswap.model.losses import landmark_maps
-from faceswap.storage import Store, check_key
-
-REQUIRED_COLUMNS = ("crop", "landmarks", "matrix", "size")
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    crop: str                  # key relative to the face set root
-    landmarks: np.ndarray      # (68, 2) float32, crop pixels at ``size``
-    size: int                  # side of the stored crop, px
-
-
-@dataclass(frozen=True)
-class FaceSetInfo:
-    uri: str
-    crop_size: int
-    centering: str
-    faces: int
-
-
-def load_records(uri: str) -> tuple[list[FaceRecord], FaceSetInfo]:
-    """The alignment rows of the shards a face set's manifest names (keys checked), and its crop
-    size and centering. Other Parquet files under alignments/ (a run with other settings, an
-    unfinished one) are not part of the set."""
-    store = Store(uri)
-    store.check_readable()
-    if not store.exists("manifest.json"):
-        what = "an unfinished extract" if store.list("alignments", suffix=".parquet") else "not a face set"
-        raise InputError(f"{store.uri}: no manifest.json ({what}; run `faceswap extract` until it succeeds)")
-    manifest = store.read_json("manifest.json")
-    keys = [f"alignments/{shard['id']}.parquet" for shard in manifest.get("shards", [])]
-    records: list[FaceRecord] = []
-    sizes: set[int] = set()
-    for key in keys:
-        table = store.read_parquet(key)  # a listed shard that is gone: StoreError "<url>: no such object", exit 2
-        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-        if missing:
-            raise InputError(f"{store.url(key)}: missing alignment column(s) {', '.join(missing)}")
-        crops = table.column("crop").to_pylist()
-        lms = table.column("landmarks").to_pylist()
-        mats = table.column("matrix").to_pylist()
-        szs = table.column("size").to_pylist()
-        for crop, lm, mat, size in zip(crops, lms, mats, szs):
-            try:
-                check_key(crop)
-            except FaceswapError:
-                raise InputError(f"{store.url(key)}: unsafe crop key {crop!r} (must be relative, without '..')") \
-                    from None
-            if lm is None or len(lm) != 136 or mat is None or len(mat) != 6:
-                raise InputError(f"{store.url(key)}: row for {crop} needs 136 landmark values and a 6-value matrix")
-            pts = np.asarray(lm, np.float64).reshape(68, 2)
-            m = np.asarray(mat, np.float64).reshape(2, 3)
-            crop_pts = pts @ m[:, :2].T + m[:, 2]
-            records.append(FaceRecord(crop, crop_pts.astype(np.float32), int(size)))
-            sizes.add(int(size))
-    if not records:
-        raise InputError(f"{store.uri}: the face set has no faces")
-    if len(sizes) > 1:
-        raise InputError(f"{store.uri}: crops of different sizes {sorted(sizes)} in one face set")
-    centering = manifest.get("settings", {}).get("centering", "face")
-    return records, FaceSetInfo(store.uri, sizes.pop(), centering, len(records))
-
+from faceswap.storage import Store
 
 def decode_sample(store: Store, record: FaceRecord, size: int) -> tuple[np.ndarray, np.ndarray]:
     """-> image uint8 (size, size, 3) RGB, maps uint8 (size, size, 2) (hull mask, eye/mouth)."""
@@ -114,7 +53,7 @@ class FaceStream:
     def __init__(self, uri: str, size: int, rank: int = 0, world: int = 1, seed: int = 0,
                  buffer: int = 256, threads: int = 2, cache_mb: int = 256):
         self.store = Store(uri)
-        self.records, self.info = load_records(uri)
+        self.records, self.info = FaceSet(uri).training_records()
         self.size, self.rank, self.world, self.seed = size, rank, world, seed
         self.buffer_size = buffer
         self.wait_s = 0.0

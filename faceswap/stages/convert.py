@@ -14,6 +14,7 @@ settings), so a rerun with other settings never reuses a stale segment.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -21,13 +22,16 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from faceswap import __version__
-from faceswap.config import ConvertConfig
-from faceswap.errors import FaceswapError, InputError
-from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri, split_uri
+from faceswap.config import ConvertConfig, normalized
+from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
+from faceswap.faceset import FaceSet, alignment_key, frame_records
+from faceswap.raycluster import Cluster
+from faceswap.storage import Store, local_input, split_uri
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,9 @@ FACE_BATCH = 32  # faces per model call: amortises torch overhead, bounded memor
 class ConvertShard:
     """Swap the faces of one frame range and publish its segment.
 
-    Input columns (one row per shard): ``shard``, ``start``, ``stop``, ``plan`` (JSON of the plan).
-    Output columns: ``shard``, ``frames``, ``swapped_frames``, ``faces``, ``status``, ``error``,
-    ``seconds``, ``node``. Fan-out: 1 shard -> 1 segment of (stop - start) frames.
+    Constructed with the run's ConvertPlan as JSON. Input columns (one row per shard): ``id``, ``start``,
+    ``stop``. Output columns: ``shard``, ``frames``, ``swapped_frames``, ``faces``, ``status``, ``error``,
+    ``error_kind``, ``seconds``, ``node``. Fan-out: 1 shard -> 1 segment of (stop - start) frames.
     """
 
     def __init__(self, plan_json: str):
@@ -53,19 +57,17 @@ class ConvertShard:
         from faceswap.model.export import load_swapper
         from faceswap.provenance.watermark import Watermarker, payload_for
 
-        plan = json.loads(plan_json)
-        self.plan = plan
-        self.settings = ConvertConfig(**plan["settings"])
         import cv2
+
+        self.plan = ConvertPlan.from_json(plan_json)
+        self.settings = self.plan.config
 
         torch.set_num_threads(1)  # one core per actor: the pool, not torch or OpenCV, scales across cores
         cv2.setNumThreads(1)
         self.swapper = load_swapper(self.settings.model)
         self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
         self.faces = Store(self.settings.faces)
-        self.work = Store(plan["work"])
-        # The watermark is registered by the landmarks of the face as rendered (what verify will see),
-        # not of the face it replaced: the new face's features sit elsewhere.
+        self.work = Store(self.plan.work)
         self.landmarker = make_backend("dlib") if self.watermarker is not None else None
 
     def __call__(self, batch: dict) -> dict:
@@ -74,14 +76,10 @@ class ConvertShard:
         from faceswap.heap import release_freed_memory
 
         out = defaultdict(list)
-        for shard, start, stop in zip(batch["shard"], batch["start"], batch["stop"]):
+        for shard, start, stop in zip(batch["id"], batch["start"], batch["stop"]):
             t0 = time.monotonic()
             row = {"shard": shard, "frames": int(stop - start), "swapped_frames": 0, "faces": 0,
-                   "status": "ok", "error": ""}
-            try:
-                row.update(self.convert(str(shard), int(start), int(stop)))
-            except FaceswapError as exc:
-                row.update(status="failed", error=str(exc))
+                   **shard_status(functools.partial(self.convert, str(shard), int(start), int(stop)))}
             release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
             row["seconds"] = time.monotonic() - t0
             row["node"] = ray.get_runtime_context().get_node_id()
@@ -94,12 +92,12 @@ class ConvertShard:
         from faceswap.video.encode import SegmentWriter
 
         plan, s = self.plan, self.settings
-        records = load_records(self.faces, plan["faceset_shards"], plan["faceset_source"], start, stop)
-        key = segment_key(plan, shard)
+        records = frame_records(self.faces, plan.faceset_shards, start, stop)
+        key = plan.segment_key(shard)
         swapped_frames = faces = 0
         with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
             local_segment = os.path.join(tmp, f"{shard}{SEGMENT_EXT}")
-            with SegmentWriter(local_segment, plan["width"], plan["height"], plan["fps"], lossless=s.lossless,
+            with SegmentWriter(local_segment, plan.width, plan.height, plan.fps, lossless=s.lossless,
                                crf=s.crf, threads=1) as writer:
                 pending: list[tuple[int, np.ndarray]] = []
                 expected = start
@@ -121,9 +119,8 @@ class ConvertShard:
 
     def render(self, frames: list[tuple[int, np.ndarray]], records: dict, writer, shard: str) -> tuple[int, int]:
         """Swap every recorded face of ``frames`` (one model call), write the frames in order."""
-        from faceswap.faces.align import transform_points, warp_to_crop
-        from faceswap.render.color import match_color
-        from faceswap.render.paste import paste_face, sharpen
+        from faceswap.faces.align import warp_to_crop
+        from faceswap.render.face import render_face
 
         if not frames:
             return 0, 0
@@ -137,22 +134,12 @@ class ConvertShard:
             generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
         swapped = set()
         for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
-            crop_landmarks = transform_points(landmarks, m)
-            face = match_color(generated[k], original, _crop_hull(crop_landmarks, size), s.color)
-            face = sharpen(face, s.sharpen)
             index, frame = frames[pos]
-            pasted = paste_face(frame, face, m, landmarks, None if masks is None else masks[k],
-                                erode_px=s.erode_px, feather_px=s.feather_px, seamless=s.seamless)
-            if pasted is None:
-                continue
-            swapped.add(pos)
-            if self.watermarker is not None:
-                # Marked after blending, under the blend mask: pixels outside the face never change.
-                (x0, y0, x1, y1), roi_mask = pasted
-                full_mask = np.zeros(frame.shape[:2], np.float32)
-                full_mask[y0:y1, x0:x1] = roi_mask
-                rendered = self.landmarker.landmarks(frame, [bbox])[0][0]
-                frames[pos] = (index, self.watermarker.embed_frame(frame, rendered, full_mask, index))
+            rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
+                                   s, index, bbox, self.watermarker, self.landmarker)
+            if rendered is not None:
+                swapped.add(pos)
+                frames[pos] = (index, rendered)
         for pos, (index, frame) in enumerate(frames):
             if s.label:
                 from faceswap.provenance.label import draw_label
@@ -164,12 +151,6 @@ class ConvertShard:
         return len(swapped), len(jobs)
 
 
-def _crop_hull(crop_landmarks: np.ndarray, size: int) -> np.ndarray:
-    from faceswap.faces.masks import hull_mask
-
-    return hull_mask(crop_landmarks, (size, size))
-
-
 def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
     import cv2
 
@@ -179,91 +160,80 @@ def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
     store.write_bytes(f"frames/{index:08d}.png", data.tobytes())
 
 
-# -- records ---------------------------------------------------------------------------------------
-
-def load_records(faces: Store, faceset_shards: list[dict], source: str, start: int, stop: int) -> dict:
-    """frame -> [(landmarks (68,2), matrix (6,), crop size, bbox (4,))] for the kept faces of [start, stop)."""
-    out: dict[int, list] = defaultdict(list)
-    for entry in faceset_shards:
-        if entry["source"] != source or entry["stop"] <= start or entry["start"] >= stop:
-            continue
-        key = check_key(f"alignments/{entry['id']}.parquet")
-        table = faces.read_parquet(key)
-        cols = set(table.column_names)
-        missing = {"frame", "landmarks", "matrix", "size", "bbox"} - cols
-        if missing:
-            raise InputError(f"{faces.url(key)}: alignment records lack {', '.join(sorted(missing))}")
-        frames = table.column("frame").to_numpy()
-        keep = np.nonzero((frames >= start) & (frames < stop))[0]
-        if not len(keep):
-            continue
-        sub = table.take(keep)
-        for frame, landmarks, matrix, size, bbox in zip(
-                sub.column("frame").to_pylist(), sub.column("landmarks").to_pylist(), sub.column("matrix").to_pylist(),
-                sub.column("size").to_pylist(), sub.column("bbox").to_pylist()):
-            if (landmarks is None or matrix is None or bbox is None or len(landmarks) != 136 or len(matrix) != 6
-                    or len(bbox) != 4):
-                raise InputError(f"{faces.url(key)}: malformed record for frame {frame}")
-            out[int(frame)].append((np.asarray(landmarks, np.float64).reshape(68, 2), matrix, int(size), bbox))
-    return out
-
-
 # -- planning ---------------------------------------------------------------------------------------
 
 def default_work(out: str) -> str:
     return f"{out}.work"
 
 
-def plan_hash(plan: dict) -> str:
-    """What shapes the pixels of a segment: same hash, same segment."""
-    s = dict(plan["settings"])
-    for k in ("out", "work", "workers", "keep_going", "frames_out"):
-        s.pop(k, None)
-    shaping = {"settings": s, "video": plan["video_id"], "fingerprint": plan["fingerprint"],
-               "faceset": plan["faceset_fingerprint"], "shards": plan["shards"]}
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+@dataclass(frozen=True)
+class ConvertPlan:
+    """A convert run, planned once on the driver: what every actor and `assemble` read (work/convert.json)."""
+
+    settings: dict         # the ConvertConfig, URIs normalised
+    work: str              # the work store's URI
+    video_id: str
+    faceset_source: str    # the face set's source id of this video
+    faceset_shards: list   # [{id, source, start, stop}] of that source
+    fingerprint: str       # the model's
+    frames: int
+    fps: float
+    width: int
+    height: int
+    has_audio: bool
+    vfr: bool
+    workers: int
+    shards: list           # [{id, start, stop}]: one segment each
+    version: int = 1
+    kind: str = "convert"
+    faceswap: str = __version__
+
+    @property
+    def config(self) -> ConvertConfig:
+        return ConvertConfig(**self.settings)
+
+    @property
+    def hash(self) -> str:
+        """What shapes the pixels of a segment: same hash, same segment. The settings that decide only
+        where and how a run works (``pixels=False`` in ConvertConfig) are left out."""
+        fields = {f.name: f for f in dataclasses.fields(ConvertConfig)}
+        shaping = {k: v for k, v in self.settings.items() if fields[k].metadata.get("pixels", True)}
+        faceset = hashlib.sha256(json.dumps(self.faceset_shards, sort_keys=True).encode()).hexdigest()[:12]
+        doc = {"settings": shaping, "video": self.video_id, "fingerprint": self.fingerprint, "faceset": faceset,
+               "shards": self.shards}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+    def segment_key(self, shard: str) -> str:
+        return f"segments/{self.hash}/{shard}{SEGMENT_EXT}"
+
+    def to_json(self) -> str:
+        return json.dumps({**dataclasses.asdict(self), "hash": self.hash}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "plan") -> "ConvertPlan":
+        try:
+            doc = json.loads(text)
+            doc.pop("hash", None)
+            return cls(**doc)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where}: not a convert plan of this faceswap version ({exc})") from None
 
 
-def segment_key(plan: dict, shard: str) -> str:
-    return f"segments/{plan['hash']}/{shard}{SEGMENT_EXT}"
+@dataclass(frozen=True)
+class _Inputs:
+    """The checked inputs of a run: probed video, the face set's records of it, the model."""
+
+    info: object
+    keyframes: list
+    faceset_source: str
+    faceset_shards: list
+    fingerprint: str
 
 
-def _faceset_source(manifest: dict, video_uri: str, frames: int, sig: str, where: str) -> str:
-    """Which source of the face set is this video: the one whose file signature it has (moved or
-    renamed files included); for a face set without signatures, the same URI, else the same file
-    name with the same frame count. Anything else is another video: its faces are elsewhere."""
-    from faceswap.video.shards import source_id
-
-    sources = {}
-    for entry in manifest.get("inputs", []):
-        if isinstance(entry, dict) and entry.get("kind", "video") == "video":
-            sources[entry.get("source") or entry.get("id")] = entry
-    signed = {sid: e["signature"] for sid, e in sources.items() if e.get("signature")}
-    if signed:
-        found = [sid for sid, s in signed.items() if s == sig]
-        if found:
-            return found[0]
-        if source_id(video_uri) in signed:
-            raise InputError(f"{where}: was extracted from another version of {video_uri} (the file changed since; "
-                             f"extract it again)")
-    else:
-        if source_id(video_uri) in sources:
-            return source_id(video_uri)
-        name = os.path.basename(video_uri)
-        by_name = [sid for sid, e in sources.items()
-                   if os.path.basename(str(e.get("uri", ""))) == name and int(e.get("frames", -1)) == frames]
-        if len(by_name) == 1:
-            return by_name[0]
-    raise InputError(f"{where}: this face set has no records for {video_uri} "
-                     f"(its videos: {', '.join(sorted(str(e.get('uri')) for e in sources.values())) or 'none'})")
-
-
-def make_plan(cfg: ConvertConfig) -> dict:
-    """Probe the inputs (fail fast, before the cluster works) and plan the segments."""
+def check_inputs(cfg: ConvertConfig) -> _Inputs:
+    """Probe the video, find its records in the face set, validate the model: fail fast, before Ray."""
     from faceswap.model.export import load_swapper
-    from faceswap.raycluster import default_workers, ensure_ray
     from faceswap.video.probe import keyframes, probe, signature
-    from faceswap.video.shards import plan_video_shards, source_id
 
     with local_input(cfg.video) as path:
         if not os.path.exists(path):
@@ -271,111 +241,81 @@ def make_plan(cfg: ConvertConfig) -> dict:
         info = probe(path)
         keys = keyframes(path)
         sig = signature(path)
-    faces = Store(cfg.faces)
-    if not faces.exists("manifest.json"):
-        raise InputError(f"{cfg.faces}: not a face set (no manifest.json; run `faceswap extract` first)")
-    manifest = faces.read_json("manifest.json")
-    source = _faceset_source(manifest, cfg.video, info.frames, sig, cfg.faces)
+    faceset = FaceSet(cfg.faces)
+    source = faceset.find_source(cfg.video, info.frames, sig)
     faceset_shards = [{"id": e["id"], "source": e["source"], "start": int(e["start"]), "stop": int(e["stop"])}
-                      for e in manifest.get("shards", []) if e.get("source") == source]
+                      for e in faceset.shards(source)]
     for entry in faceset_shards:
-        check_key(f"alignments/{entry['id']}.parquet")
+        alignment_key(entry["id"])  # refuse an unsafe shard id before any actor reads it
     swapper = load_swapper(cfg.model)  # validates the weights on the driver: a bad file is exit 2, not 1
-    ensure_ray(None)
-    workers = default_workers(cfg.workers, ACTOR_CPUS)
-    shards = plan_video_shards(source_id(cfg.video), cfg.video, info, keys, shard_frames=cfg.shard_frames,
-                               workers=workers)
-    work = cfg.work or default_work(cfg.out)
-    plan = {
-        "version": 1, "kind": "convert", "faceswap": __version__, "work": Store(work).uri,
-        "settings": dataclasses.asdict(cfg), "video_id": source_id(cfg.video), "faceset_source": source,
-        "faceset_shards": faceset_shards,
-        "faceset_fingerprint": hashlib.sha256(json.dumps(faceset_shards, sort_keys=True).encode()).hexdigest()[:12],
-        "fingerprint": swapper.fingerprint, "frames": info.frames, "fps": info.fps, "width": info.width,
-        "height": info.height, "has_audio": info.has_audio, "vfr": info.vfr, "workers": workers,
-        "shards": [{"id": sh.id, "start": sh.start, "stop": sh.stop} for sh in shards],
-    }
-    plan["hash"] = plan_hash(plan)
-    return plan
+    return _Inputs(info, keys, source, faceset_shards, swapper.fingerprint)
+
+
+def make_plan(cfg: ConvertConfig, inputs: _Inputs, workers: int) -> ConvertPlan:
+    """The segments of the run (no I/O: the inputs are checked, the worker count known)."""
+    from faceswap.video.shards import plan_video_shards, source_id
+
+    info = inputs.info
+    shards = plan_video_shards(source_id(cfg.video), cfg.video, info, inputs.keyframes,
+                               shard_frames=cfg.shard_frames, workers=workers)
+    return ConvertPlan(
+        settings=dataclasses.asdict(cfg), work=Store(cfg.work or default_work(cfg.out)).uri,
+        video_id=source_id(cfg.video), faceset_source=inputs.faceset_source, faceset_shards=inputs.faceset_shards,
+        fingerprint=inputs.fingerprint, frames=info.frames, fps=info.fps, width=info.width, height=info.height,
+        has_audio=info.has_audio, vfr=info.vfr, workers=workers,
+        shards=[{"id": sh.id, "start": sh.start, "stop": sh.stop} for sh in shards])
 
 
 # -- the driver --------------------------------------------------------------------------------------
-
-# Containers that hold H.264, the source's audio and the provenance tags `verify` reads.
-OUTPUT_FORMATS = (".mp4", ".mov", ".m4v", ".mkv")
-
-
-def check_output(out: str, video: str | None = None) -> None:
-    """Refuse, before any work, an output the film cannot be written to."""
-    suffix = os.path.splitext(out.rstrip("/"))[1].lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"{out}: unsupported output format '{suffix or 'no extension'}' (use "
-                         f"{', '.join(OUTPUT_FORMATS)}: they carry the synthetic-media tags)")
-    if is_remote(out):
-        if video is not None and is_remote(video) and normalize_uri(out) == normalize_uri(video):
-            raise InputError(f"{out}: is the input video; choose another --out")
-        return
-    path = normalize_uri(out)
-    if os.path.isdir(path):
-        raise InputError(f"{out}: is a folder; give the output file's name")
-    if video is not None and not is_remote(video):
-        source = normalize_uri(video)
-        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
-            raise InputError(f"{out}: is the input video; choose another --out")
-
 
 # Each actor holds one core's worth of work; 0.9 leaves Ray Data's own tasks room on a 2-core node.
 ACTOR_CPUS = 0.9
 
 
-def run_convert(cfg: ConvertConfig, progress: bool = True) -> dict:
+def run_convert(cfg: ConvertConfig, progress: bool = True, cluster: Cluster | None = None) -> dict:
     """Convert ``cfg.video`` and assemble ``cfg.out``; returns the summary."""
-    import ray
-
-    from faceswap.raycluster import cpu_stage_resources, stage_runtime_env
+    from faceswap.stages.assemble import assemble_plan, check_output
 
     t0 = time.monotonic()
+    cfg = normalized(cfg)  # one spelling of every path: the plan's hash and resume depend on it
     check_output(cfg.out, cfg.video)
     out_store, _ = split_uri(cfg.out)
     out_store.check_writable()
-    plan = make_plan(cfg)
-    work = Store(plan["work"])
+    inputs = check_inputs(cfg)
+    cluster = (cluster or Cluster()).connect()
+    plan = make_plan(cfg, inputs, cluster.workers(cfg.workers, ACTOR_CPUS))
+    work = Store(plan.work)
     work.check_writable()
-    work.write_json(PLAN_KEY, plan)
+    work.write_text(PLAN_KEY, plan.to_json())
 
-    done = set(work.list(f"segments/{plan['hash']}", suffix=SEGMENT_EXT))
-    todo = [sh for sh in plan["shards"] if segment_key(plan, sh["id"]) not in done]
-    reused = len(plan["shards"]) - len(todo)
-    rows: list[dict] = []
+    done = set(work.list(f"segments/{plan.hash}", suffix=SEGMENT_EXT))
+    todo = [sh for sh in plan.shards if plan.segment_key(sh["id"]) not in done]
     t_convert = time.monotonic()
-    if todo:
-        ds = ray.data.from_items([{"shard": sh["id"], "start": sh["start"], "stop": sh["stop"]} for sh in todo],
-                                 override_num_blocks=len(todo))
-        ds = ds.map_batches(
-            ConvertShard, fn_constructor_args=(json.dumps(plan),), batch_size=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(plan["workers"], len(todo)))),
-            num_cpus=ACTOR_CPUS, resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
-        )  # Ray Data restarts lost actors and retries their shard; segments are idempotent.
-        for row in ds.iter_rows():
-            rows.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+    rows = cluster.run_shards(todo, ConvertShard, args=(plan.to_json(),), workers=plan.workers, cpus=ACTOR_CPUS,
+                              progress=progress)
     convert_s = time.monotonic() - t_convert
     failed = [r for r in rows if r["status"] != "ok"]
-    if failed and not cfg.keep_going:
-        first = failed[0]
-        raise FaceswapError(f"convert failed on {len(failed)} segment(s); first: {first['shard']}: {first['error']}")
+    if not cfg.keep_going:
+        spans = {sh["id"]: sh for sh in plan.shards}
+
+        def where(row):
+            span = spans[row["shard"]]
+            return f"{cfg.video}: segment {row['shard']} (frames [{span['start']}, {span['stop']}))"
+
+        raise_for_failed(rows, "segments", where, "rerun to retry them, or --keep-going to finish the others")
     summary = {
-        "video": cfg.video, "out": cfg.out, "frames": plan["frames"], "segments": len(plan["shards"]),
-        "segments_reused": reused, "segments_failed": [r["shard"] for r in failed],
+        "video": cfg.video, "out": cfg.out, "frames": plan.frames, "segments": len(plan.shards),
+        "segments_reused": len(plan.shards) - len(todo), "segments_failed": [r["shard"] for r in failed],
         "swapped_frames": int(sum(r["swapped_frames"] for r in rows)), "faces": int(sum(r["faces"] for r in rows)),
-        "nodes": sorted({r["node"] for r in rows}), "model_fingerprint": plan["fingerprint"],
+        "nodes": sorted({r["node"] for r in rows}), "model_fingerprint": plan.fingerprint,
         "busy_s": round(sum(r["seconds"] for r in rows), 3),  # shard work inside the actors, summed
     }
     if not failed:
-        assemble_from_plan(plan, cfg.out)
+        assemble_plan(plan, cfg.out)
     summary["seconds"] = round(time.monotonic() - t0, 2)
     summary["convert_seconds"] = round(convert_s, 3)
     summary["frames_per_s"] = round(sum(r["frames"] for r in rows) / convert_s, 2) if rows else 0.0
-    work.write_json(f"summaries/{plan['hash']}.json", summary)
+    work.write_json(f"summaries/{plan.hash}.json", summary)
     if progress:
         print_summary(summary)
     return summary
@@ -392,47 +332,3 @@ def print_summary(summary: dict) -> None:
     print("convert summary")
     for k, v in lines:
         print(f"  {k:<{width}}  {v}")
-
-
-# -- assembly ------------------------------------------------------------------------------------------
-
-def assemble_from_plan(plan: dict, out: str) -> str:
-    """Join the plan's segments in order, add the source's audio and the provenance tags."""
-    from faceswap.provenance.metadata import provenance_tags
-    from faceswap.video.assemble import assemble
-
-    work = Store(plan["work"])
-    keys = [segment_key(plan, sh["id"]) for sh in plan["shards"]]
-    missing = [k for k in keys if not work.exists(k)]
-    if missing:
-        raise FaceswapError(f"{work.uri}: {len(missing)} segment(s) missing (first: {missing[0]}); "
-                            "rerun convert to finish them")
-    tags = provenance_tags(plan["fingerprint"])
-    label = plan["settings"].get("label")
-    if label:
-        tags["faceswap_label"] = label
-    out_store, out_name = split_uri(out)
-    with local_input(plan["settings"]["video"]) as source, tempfile.TemporaryDirectory(prefix="faceswap-asm-") as tmp:
-        paths = []
-        for i, key in enumerate(keys):
-            if work.remote:
-                paths.append(work.get_file(key, os.path.join(tmp, f"{i:06d}{SEGMENT_EXT}")))
-            else:
-                paths.append(work._path(key))
-        local_out = os.path.join(tmp, out_name)
-        assemble(paths, source, local_out, tags)
-        out_store.put_file(local_out, out_name)  # atomic: a reader never sees half a film
-    return out
-
-
-def run_assemble(work_uri: str, out: str) -> str:
-    """`faceswap assemble WORK --out FILE`: assemble an existing convert run."""
-    work = Store(work_uri)
-    if not work.exists(PLAN_KEY):
-        raise InputError(f"{work.uri}: not a convert work folder (no {PLAN_KEY})")
-    plan = work.read_json(PLAN_KEY)
-    check_output(out, plan["settings"]["video"])
-    split_uri(out)[0].check_writable()
-    assemble_from_plan(plan, out)
-    print(f"assembled {len(plan['shards'])} segments -> {out}")
-    return out

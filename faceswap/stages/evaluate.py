@@ -22,15 +22,17 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from faceswap.config import EvaluateConfig
-from faceswap.errors import InputError
+from faceswap.config import EvaluateConfig, normalized
+from faceswap.errors import OK, InputError, StageFailed, raise_for_failed, shard_status
+from faceswap.faces.identity import SAME_PERSON
+from faceswap.faces.tracker import detect_near, detect_scaled, detection_scale
 from faceswap.metrics import expression, fidelity, pose, report, sharpness, temporal
+from faceswap.raycluster import Cluster
 from faceswap.storage import local_input, split_uri
 
 # One dlib actor is single-threaded; 0.75 CPU each lets two share a 2-core node with
 # room for Ray Data's own read tasks.
 ACTOR_CPUS = 0.75
-SAME_PERSON = 0.6
 MIN_SHAPE_CONFIDENCE = 0.3  # as the tracker: below this the 68 points do not look like a face
 SELECTED_PER_SHARD = 50  # evaluated frames per task: ~10-20 s of work, cheap to redo
 
@@ -39,7 +41,8 @@ class EvaluateShard:
     """Per-frame metrics for one shard.
 
     Input columns: ``shard`` (str), ``frames`` (list of frame indices to evaluate, sorted).
-    Output columns: ``shard``, ``frame``, ``record`` (JSON of the frame's record). 1 shard -> 1 row per frame.
+    Output columns: ``shard``, ``frame``, ``record`` (JSON of the frame's record), ``status``, ``error``,
+    ``error_kind``. 1 shard -> 1 row per frame, or one failed row (frame -1) for a shard that failed.
     """
 
     def __init__(self, original: str, swapped: str, target: list, source: list, settings: dict):
@@ -52,33 +55,31 @@ class EvaluateShard:
         self.settings = settings
         self.backend = make_backend("dlib")
         self.encoder = FaceEncoder()
-        # Scale that puts min_face_px at the detector's window (as the tracker does), at most 2x up.
-        self.scale = min(2.0, self.backend.window_px / max(1, int(settings["min_face_px"])))
+        self.scale = detection_scale(self.backend, settings["min_face_px"])  # as extract's tracker
 
     def __call__(self, batch: dict) -> dict:
         frames = [int(f) for f in batch["frames"][0]]
         shard = str(batch["shard"][0])
-        out: dict[str, list] = {"shard": [], "frame": [], "record": []}
-        with ExitStack() as stack:
-            orig_path = stack.enter_context(local_input(self.original_uri))
-            swap_path = stack.enter_context(local_input(self.swapped_uri))
-            for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
-                rec = self.evaluate_frame(index, orig, swap, prev)
-                out["shard"].append(shard)
-                out["frame"].append(index)
-                out["record"].append(json.dumps(report.clean(rec)))
-        return out
+        rows: list[dict] = []
+
+        def evaluate():
+            with ExitStack() as stack:
+                orig_path = stack.enter_context(local_input(self.original_uri))
+                swap_path = stack.enter_context(local_input(self.swapped_uri))
+                for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
+                    rec = self.evaluate_frame(index, orig, swap, prev)
+                    rows.append({"shard": shard, "frame": index, "record": json.dumps(report.clean(rec)), **OK})
+
+        status = shard_status(evaluate)
+        if status["status"] != "ok":
+            rows = [{"shard": shard, "frame": -1, "record": "", **status}]
+        return {k: [r[k] for r in rows] for k in ("shard", "frame", "record", *OK)}
 
     # -- one frame ---------------------------------------------------------------------------
 
     def find_faces(self, rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(box, 68 landmarks) of each face in the frame, detector order."""
-        import cv2
-
-        small = rgb if self.scale == 1.0 else cv2.resize(rgb, None, fx=self.scale, fy=self.scale,
-                                                         interpolation=cv2.INTER_LINEAR)
-        boxes, _ = self.backend.detect_scored(small)
-        boxes = [b / self.scale for b in boxes]
+        boxes, _ = detect_scaled(self.backend, rgb, self.scale)
         faces = []
         for box, (pts, conf) in zip(boxes, self.backend.landmarks(rgb, boxes)):
             if conf >= MIN_SHAPE_CONFIDENCE:
@@ -88,24 +89,8 @@ class EvaluateShard:
     def redetect(self, rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, bool]:
         """The detector's box for the face near ``box`` in ``rgb`` (relaxed threshold, on a crop),
         or ``box`` itself when the detector sees none there."""
-        import cv2
-
-        from faceswap.faces.tracker import iou
-
-        h, w = rgb.shape[:2]
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        x0, y0 = int(max(0, box[0] - 0.5 * bw)), int(max(0, box[1] - 0.5 * bh))
-        x1, y1 = int(min(w, box[2] + 0.5 * bw)), int(min(h, box[3] + 0.5 * bh))
-        crop = rgb[y0:y1, x0:x1]
-        if self.scale != 1.0:
-            crop = cv2.resize(crop, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_LINEAR)
-        boxes, _ = self.backend.detect_scored(crop, relaxed=True)
-        best, best_iou = box, 0.3  # below this overlap it is some other face
-        for b in boxes:
-            cand = b / self.scale + np.array([x0, y0, x0, y0], np.float32)
-            if (o := iou(cand, box)) > best_iou:
-                best, best_iou = cand, o
-        return best, best is not box
+        found = detect_near(self.backend, rgb, box, margin=0.5, scale=self.scale)
+        return (box, False) if found is None else (found[0], True)
 
     def identity(self, swapped: np.ndarray, pts_s: np.ndarray, original: np.ndarray,
                  pts_o: np.ndarray) -> tuple[float, float]:
@@ -258,14 +243,12 @@ def _probe(uri: str):
         return probe(path), keyframes(path)
 
 
-def run_evaluate(cfg: EvaluateConfig) -> dict:
+def run_evaluate(cfg: EvaluateConfig, cluster: Cluster | None = None) -> dict:
     """Evaluate ``cfg.swapped`` against ``cfg.original``; write ``cfg.json`` / ``cfg.plot``; return the report."""
-    import ray
-
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import cpu_stage_resources, default_workers, ensure_ray, stage_runtime_env
     from faceswap.video.shards import plan_video_shards, source_id
 
+    cfg = normalized(cfg)
     if not cfg.target:
         raise InputError("evaluate: --target needs at least one reference image of the new face")
     info_o, keys = _probe(cfg.original)
@@ -278,8 +261,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     total = min(info_o.frames, info_s.frames)
     frames = select_frames(total, cfg.max_frames)
 
-    ensure_ray(None)
-    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    cluster = (cluster or Cluster()).connect()
+    workers = cluster.workers(cfg.workers, ACTOR_CPUS)
     # Shards sized so each holds about SELECTED_PER_SHARD evaluated frames, and every worker gets work.
     per_shard = max(1, min(SELECTED_PER_SHARD, math.ceil(len(frames) / workers)))
     shard_frames = max(1, math.ceil(total * per_shard / max(1, len(frames))))
@@ -297,19 +280,13 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         "same_person": SAME_PERSON,
         "identity_source": "source references" if cfg.source else "the original face in the same frame",
     }
-    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-    ds = ds.map_batches(
-        EvaluateShard, batch_size=1,
-        fn_constructor_args=(cfg.original, cfg.swapped, target.tolist(), source.tolist(), settings),
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(workers, len(tasks)))),
-        num_cpus=ACTOR_CPUS,
-        # Named remote parameters only: ray_remote_args is deprecated in Ray 2.60. Ray Data
-        # restarts a lost actor and retries its shard on its own; records are idempotent.
-        resources=cpu_stage_resources(), runtime_env=stage_runtime_env(),
-    )
-    records = [json.loads(row["record"]) for row in ds.iter_rows()]
+    rows = cluster.run_shards(tasks, EvaluateShard, args=(cfg.original, cfg.swapped, target.tolist(),
+                                                          source.tolist(), settings),
+                              workers=workers, cpus=ACTOR_CPUS, progress=True)
+    raise_for_failed(rows, "shards", lambda row: f"{cfg.swapped}: shard {row['shard']}", "rerun to retry them")
+    records = [json.loads(row["record"]) for row in rows]
     if len(records) != len(frames):
-        raise RuntimeError(f"evaluate: {len(records)} frame records for {len(frames)} selected frames")
+        raise StageFailed(f"{cfg.swapped}: {len(records)} frame records for {len(frames)} selected frames")
     result = report.build_report(records, _integrity(info_o, info_s, records), settings)
     result = {"original": cfg.original, "swapped": cfg.swapped, **result}
     if cfg.json:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import time
@@ -29,14 +28,15 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from faceswap.config import ExtractConfig
-from faceswap.errors import FaceswapError, InputError, ServiceUnavailable
-from faceswap.faces.identity import IMAGE_SUFFIXES
+from faceswap.config import ExtractConfig, normalized
+from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
+from faceswap.faceset import (SCHEMA_VERSION, alignment_key, alignment_schema, finished_shards, shard_faces,
+                              write_manifest)
+from faceswap.inputs import expand, is_image
+from faceswap.raycluster import Cluster
 from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
 
-SCHEMA_VERSION = 1
 IMAGES_PER_SHARD = 32
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 # dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
 # every this many of its frames, not on every frame.
 IDENTITY_EVERY_FRAMES = 32
@@ -44,47 +44,7 @@ IDENTITY_EVERY_FRAMES = 32
 ACTOR_CPUS = 0.75
 
 
-def alignment_schema():
-    import pyarrow as pa
-
-    return pa.schema([
-        ("source", pa.string()), ("shard", pa.string()), ("frame", pa.int64()), ("timestamp_s", pa.float64()),
-        ("face", pa.int16()), ("bbox", pa.list_(pa.float32(), 4)), ("landmarks", pa.list_(pa.float32(), 136)),
-        ("matrix", pa.list_(pa.float64(), 6)), ("size", pa.int32()), ("identity_distance", pa.float32()),
-        ("crop", pa.string()), ("score", pa.float32()),
-    ], metadata={"faceswap.schema": str(SCHEMA_VERSION)})
-
-
 # -- inputs and plan ---------------------------------------------------------------------
-
-def _kind(uri: str) -> str:
-    low = uri.lower()
-    return "image" if low.endswith(IMAGE_SUFFIXES) else "video"
-
-
-def _expand(uri: str) -> list[str]:
-    """A file URI as is; a folder (local or s3 prefix) as the images and videos in it and its
-    subfolders (hidden ones skipped), sorted."""
-    if is_remote(uri):
-        if uri.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES):
-            return [uri]
-        store = Store(uri)
-        keys = [k for k in store.list() if k.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
-        return [store.url(k) for k in keys] if keys else [uri]
-    path = normalize_uri(uri)
-    if os.path.isdir(path):
-        found = []
-        for folder, subfolders, names in os.walk(path):
-            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-            found += [os.path.join(folder, n) for n in names
-                      if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
-        if not found:
-            raise InputError(f"{uri}: folder holds no images or videos")
-        return sorted(found)
-    if not os.path.exists(path):
-        raise InputError(f"{uri}: no such file or folder")
-    return [path]
-
 
 def _check_image(uri: str, min_face_px: int) -> None:
     with local_input(uri) as local:
@@ -118,7 +78,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
     seen: set[str] = set()
     for arg in cfg.inputs:
         try:
-            files = _expand(arg)
+            files = expand(arg)
         except FaceswapError as exc:
             refuse(arg, exc)
             continue
@@ -127,7 +87,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
         images = []
         for uri in files:
             try:
-                if _kind(uri) == "image":
+                if is_image(uri):
                     _check_image(uri, cfg.min_face_px)
                     images.append(uri)
                     continue
@@ -223,37 +183,33 @@ class ExtractShard:
 
     # One shard; every failure becomes a status row, counted and reported by run_extract.
     def process(self, shard: dict) -> dict:
-        t0, started = time.perf_counter(), time.time()
-        from faceswap.faces.crop_writer import CropWriter
-
-        self.records, self.failed = [], 0
-        try:
-            # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store
-            # before the Parquet.
-            with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
-                if shard["kind"] == "video":
-                    self._video(shard)
-                else:
-                    self._images(shard)
-            frames = shard["stop"] - shard["start"]
-            if self.failed > self.cfg.max_failed_frames * frames:
-                raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
-                                 f"{shard['stop']}) could not be read")
-            self.store.write_parquet(f"alignments/{shard['id']}.parquet", self._table())  # last: the done-marker
-            status, error = "ok", ""
-        except Exception as exc:  # noqa: BLE001 - becomes this shard's status row, never dropped
-            status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         import ray
 
         from faceswap.heap import release_freed_memory
 
+        t0, started = time.perf_counter(), time.time()
+        self.records, self.failed = [], 0
+        row = shard_status(lambda: self._extract(shard))
         release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
-
         return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
-                "faces": len(self.records) if status == "ok" else 0, "failed_frames": self.failed,
-                "status": status, "error": error, "seconds": time.perf_counter() - t0,
-                "started": started, "finished": time.time(),
+                "faces": len(self.records) if row["status"] == "ok" else 0, "failed_frames": self.failed, **row,
+                "seconds": time.perf_counter() - t0, "started": started, "finished": time.time(),
                 "node": ray.get_runtime_context().get_node_id()}
+
+    def _extract(self, shard: dict) -> None:
+        from faceswap.faces.crop_writer import CropWriter
+
+        # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store before the Parquet.
+        with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
+            if shard["kind"] == "video":
+                self._video(shard)
+            else:
+                self._images(shard)
+        frames = shard["stop"] - shard["start"]
+        if self.failed > self.cfg.max_failed_frames * frames:
+            raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
+                             f"{shard['stop']}) could not be read")
+        self.store.write_parquet(alignment_key(shard["id"]), self._table())  # last: the done-marker
 
     def _tracker(self):
         from faceswap.faces.tracker import FaceTracker
@@ -343,22 +299,14 @@ class ExtractShard:
 
 # -- the driver ---------------------------------------------------------------------------
 
-def _existing_faces(store: Store, shard_id: str) -> int:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(io.BytesIO(store.read_bytes(f"alignments/{shard_id}.parquet"))).metadata.num_rows
-
-
-def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
+def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | None = None) -> dict:
     """Extract a face set from ``cfg.inputs`` into ``cfg.out``; returns the summary printed at the end."""
-    import ray
-
     from faceswap.faces.backend import check_backend, make_backend
     from faceswap.faces.identity import load_references
-    from faceswap.raycluster import (cluster_cpus, cpu_stage_resources, default_workers, ensure_ray,
-                                     stage_runtime_env)
+    from faceswap.raycluster import cluster_cpus
 
     t0, started = time.perf_counter(), time.time()
+    cfg = normalized(cfg)
     # Fail fast, before the cluster does any work: inputs, store, backend weights, references.
     sources, bad = validate_inputs(cfg)
     if not sources:
@@ -370,50 +318,32 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     if cfg.identity:  # the references' faces are found with the run's dlib detector (hog or cnn)
         refs = load_references(cfg.identity, make_backend("dlib", cfg.detector) if cfg.backend == "dlib" else None)
 
-    ensure_ray(None)
-    workers = default_workers(cfg.workers, ACTOR_CPUS)
+    cluster = (cluster or Cluster()).connect()
+    workers = cluster.workers(cfg.workers, ACTOR_CPUS)
     shards = plan_shards(sources, cfg, workers, refs)
-    done = {k[len("alignments/"):-len(".parquet")] for k in store.list("alignments", ".parquet")}
+    done = finished_shards(store)
     todo = [s for s in shards if s["id"] not in done]
-    rows = []
-    if todo:
-        ctx = ray.data.DataContext.get_current()
-        bars = ctx.enable_progress_bars
-        ctx.enable_progress_bars = progress
-        pool = max(1, min(workers, len(todo)))
-        # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
-        overlap = cluster_cpus() / pool >= 1.5
-        try:
-            ds = ray.data.from_items([{"spec": json.dumps(s)} for s in todo], override_num_blocks=len(todo))
-            ds = ds.map_batches(
-                ExtractShard, batch_size=1,  # one shard per call: a shard is already minutes of work
-                fn_constructor_kwargs={"settings": dataclasses.asdict(cfg),
-                                       "refs": None if refs is None else refs.tolist(), "overlap": overlap},
-                # All actors start at once (the shard count is known) and hold one shard each, so a
-                # shard never queues behind a busy actor while another one idles.
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
-                                                   max_tasks_in_flight_per_actor=1),
-                num_cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
-                resources=cpu_stage_resources() or None,
-                runtime_env=stage_runtime_env())
-            rows = ds.take_all()
-        finally:
-            ctx.enable_progress_bars = bars
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in rows]
+    pool = max(1, min(workers, len(todo)))
+    # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
+    overlap = cluster_cpus() / pool >= 1.5
+    rows = cluster.run_shards(
+        [{"spec": json.dumps(s)} for s in todo], ExtractShard, workers=workers, progress=progress,
+        cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
+        kwargs={"settings": dataclasses.asdict(cfg), "refs": None if refs is None else refs.tolist(),
+                "overlap": overlap})
 
     failed = [r for r in rows if r["status"] != "ok"]
-    if failed and not cfg.keep_going:
-        # A store that stopped answering is a service fault (exit 1, rerun resumes), not bad input.
-        down = [r for r in failed if r["error"].startswith(ServiceUnavailable.__name__)]
-        first = (down or failed)[0]
-        spec = next(s for s in todo if s["id"] == first["shard"])
-        error = ServiceUnavailable if down else InputError
-        raise error(f"{spec['uri']}: shard {first['shard']} (frames [{spec['start']}, {spec['stop']})) failed: "
-                    f"{first['error']}; {len(failed)} of {len(rows)} shards failed (rerun to retry them, "
-                    f"or --keep-going to finish the others)")
+    if not cfg.keep_going:
+        spec_of = {s["id"]: s for s in todo}
+
+        def where(row):
+            spec = spec_of[row["shard"]]
+            return f"{spec['uri']}: shard {row['shard']} (frames [{spec['start']}, {spec['stop']}))"
+
+        raise_for_failed(rows, "shards", where, "rerun to retry them, or --keep-going to finish the others")
 
     by_id = {r["shard"]: r for r in rows}
-    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else _existing_faces(store, s["id"])
+    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else shard_faces(store, s["id"])
                 for s in shards if s["id"] in done or by_id.get(s["id"], {}).get("status") == "ok"}
     per_source = defaultdict(lambda: {"frames": 0, "faces": 0, "failed_frames": 0, "shards": 0, "skipped": 0})
     for s in shards:
@@ -458,18 +388,13 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
 
 def _write_manifest(store, cfg, sources, shards, faces_of, summary) -> None:
-    import faceswap
-
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")}
-    inputs = [{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources]
-    store.write_json("manifest.json", {
-        "version": SCHEMA_VERSION, "kind": "faceset", "faceswap_version": faceswap.__version__,
-        "settings": settings, "inputs": inputs,
-        "shards": [{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
-                    "faces": faces_of.get(s["id"], 0)} for s in shards],
-        "counts": {k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
-        "bad_inputs": summary["bad_inputs"],
-    })
+    write_manifest(
+        store, settings={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")},
+        inputs=[{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources],
+        shards=[{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
+                 "faces": faces_of.get(s["id"], 0)} for s in shards],
+        counts={k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
+        bad_inputs=summary["bad_inputs"])
 
 
 def _print_summary(summary: dict, progress: bool) -> None:

@@ -15,15 +15,14 @@ import time
 
 from faceswap.config import ConvertConfig, EvaluateConfig, ExtractConfig, RunConfig, TrainConfig
 from faceswap.errors import InputError
+from faceswap.faceset import FaceSet
+from faceswap.inputs import is_video, videos_in
+from faceswap.raycluster import Cluster
 from faceswap.storage import Store, is_remote
+from faceswap.video.shards import source_id
 
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 DEMO_LABEL = "AI-GENERATED"
 DEMO_STEPS = 1500
-
-
-def _is_video(uri: str) -> bool:
-    return os.path.splitext(uri.lower())[1] in VIDEO_EXTS
 
 
 def _output_for(cfg: RunConfig, video: str, videos: list[str]) -> str:
@@ -41,22 +40,22 @@ def _target_references(cfg: RunConfig, faces_b: str, tmp_dir: str, count: int = 
     """References of the new face for evaluation: given ones, else a few crops of face set B."""
     if cfg.target_identity:
         return cfg.target_identity
-    photos = [t for t in cfg.target if not _is_video(t)]
+    photos = [t for t in cfg.target if not is_video(t)]
     if photos:
         return photos
-    store = Store(faces_b)
-    crops = store.list("faces")
+    faceset = FaceSet(faces_b)
+    crops = sorted(row["crop"] for row in faceset.records())
     if not crops:
         raise InputError(f"{faces_b}: face set B has no crops to use as evaluation references")
     picks = [crops[int(i * (len(crops) - 1) / max(1, count - 1))] for i in range(min(count, len(crops)))]
     paths = []
     for i, key in enumerate(dict.fromkeys(picks)):
-        paths.append(store.get_file(key, os.path.join(tmp_dir, f"target_ref_{i}{os.path.splitext(key)[1]}")))
+        paths.append(faceset.store.get_file(key, os.path.join(tmp_dir, f"target_ref_{i}{os.path.splitext(key)[1]}")))
     return paths
 
 
-def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
-    """Run every stage of ``cfg``; returns {stage: summary} plus the outputs."""
+def run_pipeline(cfg: RunConfig, progress: bool = True, cluster: Cluster | None = None) -> dict:
+    """Run every stage of ``cfg`` on ``cluster``; returns {stage: summary} plus the outputs."""
     import tempfile
 
     from faceswap.stages.convert import run_convert
@@ -64,11 +63,18 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     from faceswap.stages.train import run_train
 
     t0 = time.monotonic()
-    videos = [s for s in cfg.source if _is_video(s)]
+    # The footage as extract reads it (folders included): its videos are what convert renders.
+    videos = videos_in(cfg.source)
     if not videos:
-        raise InputError(f"{', '.join(cfg.source)}: the source footage has no video to convert")
+        raise InputError(f"{', '.join(cfg.source)}: no video in the source footage (convert renders video "
+                         f"files; photos of the person only help training, as --target or --identity)")
+    outputs = [_output_for(cfg, video, videos) for video in videos]
+    clash = next((o for o in outputs if outputs.count(o) > 1), None)
+    if clash:
+        raise InputError(f"{clash}: two source videos share a file name; give them different names")
     work = Store(cfg.work)
     work.check_writable()
+    cluster = cluster or Cluster()
     faces_a, faces_b, model = work.url("faces/a"), work.url("faces/b"), work.url("model")
     results: dict = {"work": work.uri, "outputs": []}
 
@@ -78,20 +84,20 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
 
     stage("extract A: the face to replace")
     results["extract_a"] = run_extract(ExtractConfig(inputs=cfg.source, out=faces_a, identity=cfg.identity,
-                                                     **cfg.extract), progress=progress)
+                                                     **cfg.extract), progress=progress, cluster=cluster)
     stage("extract B: the new face")
     results["extract_b"] = run_extract(ExtractConfig(inputs=cfg.target, out=faces_b, identity=cfg.target_identity,
-                                                     **cfg.extract), progress=progress)
+                                                     **cfg.extract), progress=progress, cluster=cluster)
     stage("train")
-    results["train"] = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, **cfg.train), progress=progress)
+    results["train"] = run_train(TrainConfig(a=faces_a, b=faces_b, out=model, **cfg.train), progress=progress,
+                                 cluster=cluster)
     results["convert"], results["evaluate"] = [], []
     with tempfile.TemporaryDirectory(prefix="faceswap-run-") as tmp:
-        for video in videos:
-            out = _output_for(cfg, video, videos)
+        for video, out in zip(videos, outputs):
             stage(f"convert {os.path.basename(video)}")
             conv = ConvertConfig(video=video, faces=faces_a, model=model, out=out,
-                                 work=work.url(f"convert/{_safe_name(video)}"), **cfg.convert)
-            results["convert"].append(run_convert(conv, progress=progress))
+                                 work=work.url(f"convert/{source_id(video)}"), **cfg.convert)
+            results["convert"].append(run_convert(conv, progress=progress, cluster=cluster))
             results["outputs"].append(out)
             if cfg.evaluate:
                 stage(f"evaluate {os.path.basename(out)}")
@@ -100,7 +106,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
                 base = _report_base(out)
                 ev = EvaluateConfig(original=video, swapped=out, target=_target_references(cfg, faces_b, tmp),
                                     source=cfg.identity, json=f"{base}.report.json", plot=f"{base}.report.png")
-                report = run_evaluate(ev)
+                report = run_evaluate(ev, cluster=cluster)
                 if progress:
                     print_report(report)
                 results["evaluate"].append({"json": ev.json, "plot": ev.plot,
@@ -109,13 +115,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True) -> dict:
     return results
 
 
-def _safe_name(uri: str) -> str:
-    from faceswap.video.shards import source_id
-
-    return source_id(uri)
-
-
-def run_demo(out_dir: str, steps: int = 0) -> dict:
+def run_demo(out_dir: str, steps: int = 0, cluster: Cluster | None = None) -> dict:
     """Samples -> the whole pipeline on local Ray, with a local folder as the store."""
     from faceswap.samples import write_samples
 
@@ -138,7 +138,7 @@ def run_demo(out_dir: str, steps: int = 0) -> dict:
         # Lossless, so the evaluation can show that nothing outside the faces changed.
         convert={"lossless": True, "label": DEMO_LABEL},
     )
-    results = run_pipeline(cfg)
+    results = run_pipeline(cfg, cluster=cluster)
     from faceswap.provenance.verify import format_report, verify
 
     print("\n== verify ==")

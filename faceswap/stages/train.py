@@ -18,30 +18,30 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-from faceswap.config import TrainConfig
-from faceswap.errors import ConfigError, FaceswapError, InputError
+from faceswap.config import TrainConfig, normalized
+from faceswap.errors import ConfigError, user_error
+from faceswap.faceset import FaceSet
 from faceswap.model.augment import AugmentConfig, augment
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
-from faceswap.model.dataset import FaceStream, decode_sample, load_records
-from faceswap.model.export import load_weights, weights_bytes, write_model
+from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state, find_checkpoint, read_checkpoint,
+                                        step_dir, write_checkpoint_dir)
+from faceswap.model.dataset import FaceStream, decode_sample
+from faceswap.model.export import write_model
 from faceswap.model.losses import reconstruction_loss
-from faceswap.storage import Store, normalize_uri
+from faceswap.raycluster import Cluster
+from faceswap.s3 import arrow_filesystem
+from faceswap.storage import Store
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"          # Ray Train run name: <out>/checkpoints/step_<N:07d>/
-CKPT_FILE, CKPT_META = "checkpoint.pt", "meta.json"
-_STEP_DIR = re.compile(r"^step_(\d{7,})$")
 PREVIEW_FACES = 4
 
 
@@ -107,72 +107,6 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
-# -- checkpoints ------------------------------------------------------------------------------
-
-def checkpoint_state(raw: FaceSwapModel, opt, step: int, mcfg: ModelConfig, cfg: TrainConfig) -> dict:
-    """Everything needed to resume; plain tensors, numbers and strings, so weights_only loads it."""
-    return {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "model_config": mcfg.to_json(), "train_config": json.dumps(dataclasses.asdict(cfg))}
-
-
-def find_checkpoint(out: Store) -> tuple[str, int, bytes] | None:
-    """The newest complete checkpoint under ``<out>/checkpoints``: (key of checkpoint.pt, step, bytes).
-
-    A checkpoint counts once its meta.json and a checkpoint.pt of the size meta.json names are
-    both there; one cut short by a kill during upload is skipped for the one before it.
-    """
-    found = []
-    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
-        parts = key.split("/")
-        if len(parts) == 3 and _STEP_DIR.match(parts[1]):
-            found.append((int(_STEP_DIR.match(parts[1]).group(1)), parts[1]))
-    for step, name in sorted(found, reverse=True):
-        pt_key = f"{CHECKPOINTS}/{name}/{CKPT_FILE}"
-        try:
-            expected = out.read_json(f"{CHECKPOINTS}/{name}/{CKPT_META}")["bytes"]
-            data = out.read_bytes(pt_key) if out.exists(pt_key) else b""
-        except (FaceswapError, KeyError, TypeError):
-            expected, data = -1, b""
-        if len(data) == expected:
-            return pt_key, step, data
-        log.warning("%s: incomplete checkpoint, skipped", out.url(f"{CHECKPOINTS}/{name}"))
-    return None
-
-
-def read_checkpoint(data: bytes, name: str, mcfg: ModelConfig) -> dict:
-    """Load a checkpoint (weights_only) and refuse one of another architecture."""
-    state = load_weights(data, name)
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "model_config"} <= set(state):
-        raise InputError(f"{name} is not a valid faceswap weights file (not a training checkpoint)")
-    try:
-        stored = ModelConfig.from_dict(json.loads(state["model_config"]))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} is not a valid faceswap weights file (model config: {exc})") from None
-    if stored.architecture() != mcfg.architecture():
-        old, new = stored.architecture(), mcfg.architecture()
-        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
-        raise ConfigError(f"{name}: checkpoint holds a '{stored.preset}' model, this run asks for "
-                          f"'{mcfg.preset}' ({diff}); use the same --preset or a new --out")
-    return state
-
-
-def _storage(uri: str):
-    """Ray Train's storage_path and storage_filesystem for a local or s3:// --out."""
-    if not uri.startswith("s3://"):
-        return uri, None
-    import pyarrow.fs as pafs
-
-    kwargs = {"region": os.environ.get("AWS_REGION") or "us-east-1"}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-    if endpoint:
-        parsed = urlparse(endpoint)
-        kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        kwargs.update(access_key=os.environ["AWS_ACCESS_KEY_ID"],
-                      secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
-    return uri[len("s3://"):], pafs.S3FileSystem(**kwargs)
-
-
 # -- rank-0 outputs ----------------------------------------------------------------------------
 
 class Outputs:
@@ -230,7 +164,7 @@ def _say(line: str) -> None:
 
 
 def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
-    records, _ = load_records(uri)
+    records, _ = FaceSet(uri).training_records()
     records = sorted(records, key=lambda r: r.crop)
     # Always PREVIEW_FACES columns (repeating faces of a small set), so A's and B's rows line up.
     pick = [records[int(round(i))] for i in np.linspace(0, len(records) - 1, PREVIEW_FACES)]
@@ -241,28 +175,10 @@ def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
 
 # -- the per-worker loop ---------------------------------------------------------------------------
 
-HOLD_ENV = "FACESWAP_TEST_HOLD"
-
-
-def _parse_hold(spec: str | None) -> tuple[str, int, str] | None:
-    """Fault-injection point for the reliability tests, from ``FACESWAP_TEST_HOLD`` on the driver:
-    ``persisted:STEP:MARKER`` (the checkpoint of STEP is in the store, Ray Train was never told) or
-    ``reported:STEP:MARKER`` (report() of STEP returned). Rank 0 creates the local file MARKER there
-    and waits, so a test can kill the worker at exactly that point. Unset in normal runs."""
-    if not spec:
-        return None
-    phase, step, marker = spec.split(":", 2)
-    return phase, int(step), marker
-
-
-def _hold_here(hold: tuple[str, int, str]) -> None:
-    with open(hold[2], "w") as f:
-        f.write(str(os.getpid()))
-    time.sleep(60)  # bounded: a resumed run that comes here again goes on (and the test sees it)
-
-
 def train_loop(config: dict) -> None:
-    """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress."""
+    """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress, and
+    on_checkpoint: None, or a callable rank 0 calls as ``(phase, step, folder, out)`` when a checkpoint's
+    files are written ("written", before Ray Train hears of it) and once report() returned ("reported")."""
     import ray.train
     import ray.train.torch
 
@@ -277,7 +193,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     device = ray.train.torch.get_device()
     out = Store(cfg.out)
-    hold = _parse_hold(config.get("hold"))
+    on_checkpoint = config.get("on_checkpoint")
 
     torch.manual_seed(cfg.seed)
     raw = FaceSwapModel(mcfg).to(device)
@@ -320,26 +236,15 @@ def train_loop(config: dict) -> None:
                  + (f" from {source}" if source else ""))
 
     def save_checkpoint(step: int, metrics: dict):
-        tmp = None
-        if rank == 0:
-            tmp = tempfile.mkdtemp(prefix="faceswap-ckpt-")
-            data = weights_bytes(checkpoint_state(raw, opt, step, mcfg, cfg))
-            with open(os.path.join(tmp, CKPT_FILE), "wb") as f:
-                f.write(data)
-            with open(os.path.join(tmp, CKPT_META), "w") as f:
-                json.dump({"step": step, "bytes": len(data), "preset": mcfg.preset}, f)
-        if tmp and hold and hold[:2] == ("persisted", step):
-            # as Ray Train persists it, but the controller never hears of it
-            for name in (CKPT_FILE, CKPT_META):
-                with open(os.path.join(tmp, name), "rb") as f:
-                    out.write_bytes(f"{CHECKPOINTS}/step_{step:07d}/{name}", f.read())
-            _hold_here(hold)
+        tmp = write_checkpoint_dir(checkpoint_state(raw, opt, step, mcfg, cfg), mcfg.preset) if rank == 0 else None
+        if tmp and on_checkpoint:
+            on_checkpoint("written", step, tmp, out)
         ckpt = ray.train.Checkpoint.from_directory(tmp) if tmp else None
-        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=step_dir(step))
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-        if rank == 0 and hold and hold[:2] == ("reported", step):
-            _hold_here(hold)
+            if on_checkpoint:
+                on_checkpoint("reported", step, None, out)
 
     step = start_step
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
@@ -394,37 +299,23 @@ def train_loop(config: dict) -> None:
 
 # -- the driver -------------------------------------------------------------------------------------
 
-def _faceswap_error(exc: BaseException) -> FaceswapError | None:
-    """The user-fixable error a worker died of, if any (worker errors arrive wrapped)."""
-    todo = [exc] + list(getattr(exc, "worker_failures", {}).values())
-    seen = set()
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, FaceswapError):
-            return e
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__, getattr(e, "controller_failure", None)]
-    return None
-
-
-def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) a model into ``cfg.out``; returns the training summary."""
+def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, cluster: Cluster | None = None) -> dict:
+    """Train (or resume) a model into ``cfg.out``; returns the training summary. ``on_checkpoint``: see
+    train_loop (fault-injection tests stop a worker at an exact point with it)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, ensure_ray, gpu_stage_resources, stage_runtime_env
+    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, gpu_stage_resources, stage_runtime_env
 
     # Workers run in another working directory: relative paths are the driver's.
-    cfg = dataclasses.replace(cfg, a=normalize_uri(cfg.a), b=normalize_uri(cfg.b), out=normalize_uri(cfg.out))
+    cfg = normalized(cfg)
     mcfg, total, batch, lr = resolve(cfg)
     out = Store(cfg.out)
     out.check_writable()
     # Fail fast, before the cluster works: both face sets readable and compatible ...
-    _, info_a = load_records(cfg.a)
-    _, info_b = load_records(cfg.b)
+    _, info_a = FaceSet(cfg.a).training_records()
+    _, info_b = FaceSet(cfg.b).training_records()
     if info_a.centering != info_b.centering:
         raise ConfigError(f"{info_a.uri} is centred on the {info_a.centering}, {info_b.uri} on the "
                           f"{info_b.centering}: extract both with the same --centering")
@@ -438,7 +329,7 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         if progress:
             _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
 
-    ensure_ray(None)
+    cluster = (cluster or Cluster()).connect()
     # A worker lives on one node: never ask for more CPUs than the largest node has.
     node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
     if cfg.gpu:
@@ -448,11 +339,11 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         # On CPU every core is a training thread; a worker takes its share of the machine.
         cpus = float(max(1, min(16, node_cpus, cluster_cpus() // cfg.workers)))
         resources = {"CPU": cpus, **cpu_stage_resources()}
-    storage_path, storage_fs = _storage(out.uri)
+    storage_path, storage_fs = arrow_filesystem(out.uri)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
-                           "threads": int(cpus), "progress": progress, "hold": os.environ.get(HOLD_ENV)},
+                           "threads": int(cpus), "progress": progress, "on_checkpoint": on_checkpoint},
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker=resources),
@@ -468,9 +359,9 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as exc:
-        user_error = _faceswap_error(exc)
-        if user_error is not None:
-            raise user_error from None
+        err = user_error(exc)
+        if err is not None:
+            raise err from None
         raise
     model_cfg = out.read_json("model/config.json")
     summary = {**model_cfg["summary"], "out": out.uri, "model": out.url("model"),
@@ -479,14 +370,3 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
         _say(f"train: model {summary['model']} (fingerprint {summary['fingerprint']}) after "
               f"{summary['steps']} steps")
     return summary
-
-
-def checkpoint_steps(out: Store) -> list[int]:
-    """Steps of the checkpoints present under ``<out>/checkpoints`` (for tests and status)."""
-    steps = []
-    for key in out.list(CHECKPOINTS, suffix=CKPT_META):
-        m = _STEP_DIR.match(key.split("/")[1]) if key.count("/") == 2 else None
-        if m:
-            steps.append(int(m.group(1)))
-    return sorted(steps)
-

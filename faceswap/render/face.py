@@ -1,0 +1,38 @@
+"""One swapped face into its frame: the per-face work of convert, also timed bare by the benchmark.
+
+    generated crop (model size) + original crop + landmarks -> colour match in the face hull
+      -> sharpen -> paste under the blend mask -> watermark under that same mask (pixels outside never change)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, landmarks: np.ndarray,
+                matrix: np.ndarray, mask: np.ndarray | None, settings, index: int, bbox=None,
+                watermarker=None, landmarker=None) -> np.ndarray | None:
+    """``frame`` (RGB, changed in place) with the face pasted and marked, or None where it could not be
+    pasted. ``matrix``: frame -> model-size crop; ``settings``: a ConvertConfig; ``mask``: the model's
+    own mask, if it learns one; ``landmarker``: finds the rendered face's landmarks for the watermark."""
+    from faceswap.faces.align import transform_points
+    from faceswap.faces.masks import hull_mask
+    from faceswap.render.color import match_color
+    from faceswap.render.paste import paste_face, sharpen
+
+    size = generated.shape[0]
+    hull = hull_mask(transform_points(landmarks, matrix), (size, size))
+    face = sharpen(match_color(generated, original, hull, settings.color), settings.sharpen)
+    pasted = paste_face(frame, face, matrix, landmarks, mask, erode_px=settings.erode_px,
+                        feather_px=settings.feather_px, seamless=settings.seamless)
+    if pasted is None:
+        return None
+    if watermarker is None:
+        return frame
+    # Registered by the landmarks of the face as rendered (what verify will see), not of the face it
+    # replaced: the new face's features sit elsewhere.
+    (x0, y0, x1, y1), roi_mask = pasted
+    full_mask = np.zeros(frame.shape[:2], np.float32)
+    full_mask[y0:y1, x0:x1] = roi_mask
+    rendered = landmarker.landmarks(frame, [bbox])[0][0]
+    return watermarker.embed_frame(frame, rendered, full_mask, index)
