@@ -86,18 +86,15 @@ def write_references(clips: dict[str, str], folder: str) -> dict[str, list[str]]
 
 def face_boxes(faceset: str, clip_name: str) -> dict[int, np.ndarray]:
     """frame -> bbox of the clip's first face in a face set (for framing the sheet's tiles)."""
-    from faceswap.storage import Store
+    from faceswap.faceset import FaceSet, read_alignments
 
-    store = Store(faceset)
-    manifest = store.read_json("manifest.json")
-    sources = {i["source"] for i in manifest["inputs"] if os.path.basename(i["uri"]) == clip_name}
+    faces = FaceSet(faceset)
+    sources = {e["source"] for e in faces.inputs() if os.path.basename(str(e.get("uri"))) == clip_name}
     boxes = {}
-    for shard in manifest["shards"]:
-        if shard["source"] not in sources:
-            continue
-        for row in store.read_parquet(f"alignments/{shard['id']}.parquet").to_pylist():
-            if row["face"] == 0:
-                boxes[row["frame"]] = np.asarray(row["bbox"], np.float64)
+    for entry in faces.shards():
+        if entry["source"] in sources:
+            for row in read_alignments(faces.store, entry["id"]):
+                boxes.setdefault(row["frame"], np.asarray(row["bbox"], np.float64))
     return boxes
 
 

@@ -18,34 +18,22 @@ import numpy as np
 from faceswap.config import InspectConfig
 from faceswap.errors import InputError
 from faceswap.metrics import coverage
-from faceswap.storage import Store, split_uri
+from faceswap.faceset import FaceSet, read_alignments
+from faceswap.storage import split_uri
 
 
 def faceset_states(uri: str, name: str) -> coverage.FaceSetStates:
     """Read a face set's records (the shards its manifest lists) and measure every face."""
-    store = Store(uri)
-    store.check_readable()
-    if not store.exists("manifest.json"):
-        raise InputError(f"{store.uri}: no manifest.json (not a face set, or an unfinished extract; "
-                         f"run `faceswap extract` until it succeeds)")
-    manifest = store.read_json("manifest.json")
-    names = {i.get("source"): os.path.basename(str(i.get("uri", i.get("source")))) for i in manifest.get("inputs", [])}
+    faces = FaceSet(uri)
+    names = {e.get("source"): os.path.basename(str(e.get("uri", e.get("source")))) for e in faces.inputs()}
     sources, frames, lms = [], [], []
-    for shard in manifest.get("shards", []):
-        key = f"alignments/{shard['id']}.parquet"
-        table = store.read_parquet(key)
-        missing = [c for c in ("source", "frame", "landmarks") if c not in table.column_names]
-        if missing:
-            raise InputError(f"{store.url(key)}: missing column(s) {', '.join(missing)}")
-        cols = table.select(["source", "frame", "landmarks"]).to_pydict()
-        for src, frame, lm in zip(cols["source"], cols["frame"], cols["landmarks"]):
-            if lm is None or len(lm) != 136:
-                raise InputError(f"{store.url(key)}: frame {frame} needs 136 landmark values")
-            sources.append(names.get(src, src))
-            frames.append(frame)
-            lms.append(np.asarray(lm, np.float64).reshape(68, 2))
+    for entry in faces.shards():
+        for row in read_alignments(faces.store, entry["id"]):
+            sources.append(names.get(entry.get("source"), entry.get("source")))
+            frames.append(row["frame"])
+            lms.append(np.asarray(row["landmarks"], np.float64).reshape(68, 2))
     if not lms:
-        raise InputError(f"{store.uri}: the face set has no faces")
+        raise InputError(f"{faces.uri}: the face set has no faces")
     return coverage.face_states(name, sources, frames, np.stack(lms))
 
 
