@@ -68,7 +68,9 @@ class TrainConfig:
     b: str = req("face set of identity B (the new face), from extract", uri=True)
     out: str = req("model folder: local path or s3:// URI (checkpoints, previews, final model)", uri=True)
     preset: str = opt("lite", "model size", choices=["lite", "original", "hd"])
-    steps: int = opt(0, "training steps (0: the preset's default)")
+    steps: int = opt(0, "training steps (0: the preset's default, or no step limit with --minutes)")
+    minutes: float = opt(0.0, "train until this many minutes of training have passed (a resumed run continues "
+                              "the same budget; with --steps, whichever comes first; 0: no time limit)")
     batch_size: int = opt(0, "batch size per worker (0: the preset's default)")
     lr: float = opt(0.0, "learning rate (0: the preset's default)")
     workers: int = opt(1, "Ray Train workers (DDP)")
@@ -76,7 +78,11 @@ class TrainConfig:
     checkpoint_every: int = opt(200, "steps between checkpoints")
     preview_every: int = opt(200, "steps between preview images and metrics lines")
     max_failures: int = opt(3, "worker failures to retry before giving up")
-    eye_mouth_weight: float = opt(0.0, "extra loss weight on eyes and mouth (0: off)")
+    eye_mouth_weight: float = opt(1.0, "extra loss weight on eyes and mouth (0: off)")
+    background_weight: float = opt(0.1, "loss weight of pixels outside the face hull, which convert never pastes "
+                                        "(1: every pixel alike)")
+    ema: float = opt(0.998, "decay of the weight average used for previews and the exported model (0: export "
+                            "the last step's weights)")
     flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
                            "head it saw only mirrored, but when both face sets hold few poses it leaves the "
                            "swapped head's turn ambiguous (0: off)")

@@ -122,3 +122,63 @@ def test_bad_checkpoint_is_refused(ray_local, local_facesets, tmp_path, payload,
     assert proc.returncode == 2
     assert "checkpoint.pt is not a valid faceswap weights file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _checkpoint(out: Store, step: int) -> dict:
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(out.read_bytes(f"checkpoints/step_{step:07d}/checkpoint.pt")), weights_only=True)
+
+
+def test_a_time_budget_stops_on_time_and_a_rerun_continues_the_same_budget(ray_local, local_facesets, tmp_path):
+    out = Store(str(tmp_path / "model"))
+    a, b = local_facesets
+    minutes = 0.5  # 30 s: one step of this tiny model on a loaded 2-core machine is well inside 10%
+    cfg = TrainConfig(a=a, b=b, out=out.uri, minutes=minutes, batch_size=4, checkpoint_every=10_000,
+                      preview_every=10_000)
+    summary = run_train(cfg, progress=False)
+    # Stopped by the clock (no --steps), within 10% of the budget; the checkpoint and model come after.
+    assert 60 * minutes <= summary["training_elapsed_s"] <= 1.1 * 60 * minutes, summary
+    assert summary["steps"] > 0 and checkpoint_steps(out) == [summary["steps"]] and out.exists(MODEL_KEY)
+    state = _checkpoint(out, summary["steps"])
+    assert state["elapsed_s"] >= 60 * minutes
+    # The learning rate decayed over the budget: the last line is near the floor of the schedule.
+    from faceswap.model.schedule import FLOOR
+    last_lr = _metrics(out)[-1]["lr"]
+    assert last_lr < 0.2 * summary["lr"] and last_lr >= FLOOR * summary["lr"] * 0.999
+    # The budget is spent: the same command adds no steps.
+    again = run_train(cfg, progress=False)
+    assert again["steps"] == summary["steps"] and again["start_step"] == summary["steps"]
+
+
+def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local, local_facesets, tmp_path):
+    import torch
+
+    from faceswap.model.schedule import lr_at
+
+    out = Store(str(tmp_path / "model"))
+    a, b = local_facesets
+    first = TrainConfig(a=a, b=b, out=out.uri, steps=20, batch_size=4, checkpoint_every=10, preview_every=5)
+    run_train(first, progress=False)
+    state = _checkpoint(out, 20)
+    assert state["ema"]["updates"] == 20 and state["ema"]["decay"] == first.ema
+    # The exported model is the weight average, not the last step's weights.
+    exported = torch.load(io_bytes(out.read_bytes(MODEL_KEY)), weights_only=True)
+    key = next(k for k in exported if k.endswith("weight"))
+    assert torch.equal(exported[key], state["ema"]["weights"][key].to(exported[key].dtype))
+    assert not torch.equal(exported[key], state["model"][key])
+    # Resumed to 30 steps: the average goes on from 20 updates, the schedule from step 20 of 30.
+    more = TrainConfig(a=a, b=b, out=out.uri, steps=30, batch_size=4, checkpoint_every=10, preview_every=5)
+    summary = run_train(more, progress=False)
+    assert summary["start_step"] == 20
+    assert _checkpoint(out, 30)["ema"]["updates"] == 30
+    lines = {m["step"]: m["lr"] for m in _metrics(out)}
+    assert lines[30] == pytest.approx(lr_at(29, summary["lr"], 30))
+
+
+def io_bytes(data: bytes):
+    import io
+
+    return io.BytesIO(data)

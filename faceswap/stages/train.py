@@ -1,9 +1,14 @@
 """Train: two face sets -> one shared encoder, two decoders, on Ray Train (DDP).
 
     face sets A, B -> [each worker: FaceStream A/B -> augment -> encoder -> decoder A / decoder B
-                                    -> SSIM + L1 (both sides every step) -> all-reduce -> Adam]
+                                    -> SSIM + L1 weighted to the face, eyes and mouth (both sides every step)
+                                    -> all-reduce -> Adam (warm-up, cosine decay) -> weight average]
       rank 0 -> checkpoints/step_<N>/ (via ray.train.report), previews/, metrics.jsonl, tensorboard/
-      end    -> model/model.pt + model/config.json
+      end    -> model/model.pt (the weight average) + model/config.json
+
+The run ends after --steps, or after --minutes of training (whichever comes first): with a time
+budget the learning-rate schedule runs on the share of the budget spent, and rank 0 decides
+when to stop for every rank.
 
 Resume: rerunning the same command continues from the newest complete
 checkpoint under ``<out>/checkpoints``: Ray Train V2 restores its own run
@@ -35,7 +40,9 @@ from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state
                                         step_dir, write_checkpoint_dir)
 from faceswap.model.dataset import FaceStream, decode_sample
 from faceswap.model.export import write_model
-from faceswap.model.losses import reconstruction_loss
+from faceswap.model.ema import WeightAverage
+from faceswap.model.losses import pixel_weights, reconstruction_loss
+from faceswap.model.schedule import lr_at
 from faceswap.raycluster import Cluster
 from faceswap.s3 import arrow_filesystem
 from faceswap.storage import Store
@@ -47,20 +54,55 @@ PREVIEW_FACES = 4
 
 # -- settings ------------------------------------------------------------------------------
 
+NO_STEP_LIMIT = 2 ** 62  # --minutes without --steps: only the clock ends the run
+
+
 def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
     """The preset's ModelConfig and the effective steps, batch size and learning rate."""
     if cfg.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {cfg.workers}")
     if not 0.0 <= cfg.flip <= 1.0:
         raise ConfigError(f"--flip is a probability between 0 and 1, not {cfg.flip}")
+    if cfg.minutes < 0 or cfg.steps < 0:
+        raise ConfigError("--minutes and --steps cannot be negative")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"--ema is a decay in [0, 1), not {cfg.ema}")
+    if not 0.0 <= cfg.background_weight <= 1.0 or cfg.eye_mouth_weight < 0:
+        raise ConfigError("--background-weight is in [0, 1] and --eye-mouth-weight is not negative")
     mcfg = preset(cfg.preset)
-    return (mcfg, cfg.steps or mcfg.steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr)
+    steps = cfg.steps or (NO_STEP_LIMIT if cfg.minutes else mcfg.steps)
+    return mcfg, steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr
 
 
-def lr_at(step: int, base_lr: float, total: int) -> float:
-    """Linear warm-up over the first 5% of steps (at most 200), then constant."""
-    warmup = max(1, min(200, total // 20))
-    return base_lr * min(1.0, (step + 1) / warmup)
+class Budget:
+    """When to stop and how far the schedule is: by steps, or by minutes of training (rank 0's clock,
+    broadcast to every rank each step, a few bytes, so all ranks stop at the same step). The clock
+    runs from the first step (set-up is not training) and goes on from a checkpoint's ``elapsed_s``."""
+
+    def __init__(self, total_steps: int, minutes: float, elapsed_s: float, world: int):
+        self.total, self.budget_s = total_steps, 60.0 * minutes
+        self.world = world
+        self.t0 = time.perf_counter() - elapsed_s
+        self.progress, self.stop, self.stopped_s = 0.0, False, None
+
+    def elapsed_s(self) -> float:
+        """Training time so far; once stopped, the time it stopped at (the last checkpoint and the model
+        are written after the budget, not in it)."""
+        return self.stopped_s if self.stopped_s is not None else time.perf_counter() - self.t0
+
+    def update(self, step: int) -> None:
+        """Refresh ``progress`` (0..1) and ``stop`` before ``step``."""
+        by_steps = step / self.total if self.total < NO_STEP_LIMIT else 0.0
+        if not self.budget_s:
+            self.progress, self.stop = by_steps, step >= self.total
+            return
+        flags = torch.tensor([self.elapsed_s() / self.budget_s, float(step >= self.total)], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.broadcast(flags, src=0)
+        self.progress = max(by_steps, min(1.0, float(flags[0])))
+        self.stop = float(flags[0]) >= 1.0 or bool(flags[1])
+        if self.stop:
+            self.stopped_s = self.elapsed_s()
 
 
 # -- one training step, shared by the Ray loop and the benchmark's bare loop ------------------
@@ -69,9 +111,9 @@ class Stepper:
     """Augment, forward both sides in one pass, SSIM+L1 on both, backward, optimiser step."""
 
     def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int,
-                 flip: float = AugmentConfig.flip):
+                 flip: float = AugmentConfig.flip, background_weight: float = 1.0):
         self.model, self.raw, self.opt, self.device = model, raw, opt, device
-        self.eye_mouth_weight = eye_mouth_weight
+        self.eye_mouth_weight, self.background_weight = eye_mouth_weight, background_weight
         self.aug = AugmentConfig(flip=flip)
         self.gen = torch.Generator().manual_seed(seed)
         self.amp = device.type == "cuda"
@@ -84,7 +126,7 @@ class Stepper:
         return x, m                                                    # (B, 3, S, S), (B, 2, S, S)
 
     def _loss(self, out, target, aux):
-        weight = 1 + self.eye_mouth_weight * aux[:, 1:2] if self.eye_mouth_weight > 0 else None
+        weight = pixel_weights(aux, self.eye_mouth_weight, self.background_weight)
         mask_pred = out[:, 3:4] if out.shape[1] == 4 else None
         return reconstruction_loss(out[:, :3], target, weight, mask_pred, aux[:, 0:1])
 
@@ -201,7 +243,7 @@ def train_loop(config: dict) -> None:
 
     # Resume from whichever is newer: Ray's own (a retry inside this run) or the newest complete one in
     # the store (also one a dead worker persisted before Ray Train registered it).
-    start_step, source = 0, None
+    start_step, source, elapsed_s, ema_state = 0, None, 0.0, None
     candidates = []
     ray_ckpt = ray.train.get_checkpoint()
     if ray_ckpt is not None:
@@ -219,11 +261,25 @@ def train_loop(config: dict) -> None:
         raw.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
+        elapsed_s, ema_state = float(state.get("elapsed_s", 0.0)), state.get("ema")
         del states, state, candidates
+    ema = None
+    if cfg.ema > 0:
+        ema = WeightAverage(raw, cfg.ema)
+        if ema_state is not None:
+            ema.load_state_dict(ema_state)
+    # Previews and the exported model show the weight average: a copy of the model that holds it.
+    shown = FaceSwapModel(mcfg).to(device).eval() if ema is not None else raw
+
+    def show() -> FaceSwapModel:
+        if ema is not None:
+            shown.load_state_dict(ema.weights(raw))
+        return shown
 
     model = ray.train.torch.prepare_model(raw)                     # DDP when world > 1
     stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
-                      flip=cfg.flip)
+                      flip=cfg.flip, background_weight=cfg.background_weight)
+    shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
     stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed)
     stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1)
@@ -232,11 +288,12 @@ def train_loop(config: dict) -> None:
         outputs = Outputs(out, start_step)
         preview_a, preview_b = _preview_faces(cfg.a, mcfg.size, device), _preview_faces(cfg.b, mcfg.size, device)
         if config["progress"]:
-            _say(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{total}"
+            _say(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{shown_total}"
                  + (f" from {source}" if source else ""))
 
     def save_checkpoint(step: int, metrics: dict):
-        tmp = write_checkpoint_dir(checkpoint_state(raw, opt, step, mcfg, cfg), mcfg.preset) if rank == 0 else None
+        state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s()) if rank == 0 else None
+        tmp = write_checkpoint_dir(state, mcfg.preset) if rank == 0 else None
         if tmp and on_checkpoint:
             on_checkpoint("written", step, tmp, out)
         ckpt = ray.train.Checkpoint.from_directory(tmp) if tmp else None
@@ -250,46 +307,53 @@ def train_loop(config: dict) -> None:
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
     last: dict = {}
     samples_per_step = 2 * batch * world
+    budget = Budget(total, cfg.minutes, elapsed_s, world)
     try:
-        while step < total:
-            lr = lr_at(step, base_lr, total)
+        budget.update(step)
+        while not budget.stop:
+            lr = lr_at(step, base_lr, total, progress=budget.progress if cfg.minutes else None)
             if step > start_step and step % cfg.checkpoint_every == 0:
                 save_checkpoint(step, last or {"step": step})
             if rank == 0 and step % cfg.preview_every == 0:
-                outputs.preview(raw, preview_a, preview_b, step)
+                outputs.preview(show(), preview_a, preview_b, step)
 
             t0 = time.perf_counter()
             a = stepper.to_tensors(*stream_a.next_batch(batch))
             b = stepper.to_tensors(*stream_b.next_batch(batch))
             wait_window += time.perf_counter() - t0
             loss_window.append(stepper.step(a, b, lr))
+            if ema is not None:
+                ema.update(raw)
             step += 1
+            budget.update(step)
 
-            if step % cfg.preview_every == 0 or step == total:
+            # A line every preview_every steps and one for the last steps, wherever the budget ends.
+            if step % cfg.preview_every == 0 or budget.stop:
                 dt = time.perf_counter() - t_window
                 la, lb = np.mean(loss_window, axis=0)
                 last = {"step": step, "loss_a": round(float(la), 5), "loss_b": round(float(lb), 5),
                         "samples_per_s": round(samples_per_step * len(loss_window) / dt, 2),
                         "data_wait_share": round(wait_window / dt, 4), "lr": lr,
-                        "elapsed_s": round(time.perf_counter() - t_start, 1)}
+                        "elapsed_s": round(budget.elapsed_s(), 1)}
                 if rank == 0:
                     outputs.metrics(last)
                     if config["progress"]:
-                        _say(f"train: step {step}/{total} loss A {la:.4f} B {lb:.4f} "
+                        _say(f"train: step {step}/{shown_total} loss A {la:.4f} B {lb:.4f} "
                              f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%")
                 t_window, wait_window, loss_window = time.perf_counter(), 0.0, []
 
         if step > start_step:
             save_checkpoint(step, last)
         if rank == 0:
-            outputs.preview(raw, preview_a, preview_b, step)
+            outputs.preview(show(), preview_a, preview_b, step)
             summary = {"preset": mcfg.preset, "steps": step, "start_step": start_step, "resumed_from": source,
                        "nodes": sorted(set(nodes)),
                        "batch_size": batch, "workers": world, "lr": base_lr,
-                       "train_s": round(time.perf_counter() - t_start, 1),
+                       "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
+                       "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
-            write_model(out, raw.state_dict(), mcfg, stream_a.info.crop_size, stream_a.info.centering, summary)
+            write_model(out, show().state_dict(), mcfg, stream_a.info.crop_size, stream_a.info.centering, summary)
     finally:
         stream_a.close()
         stream_b.close()
