@@ -2,9 +2,9 @@
 
     (frame index, RGB) pairs -> FaceAligner (the project's landmark backend: boxes -> 68 points)
       -> every face: canonical grid -> gain-normalised projections p_k onto the patterns
-      -> faces linked into tracks by position and size
-      -> per track: host cancelled (a line fitted over runs of consecutive frames) -> residuals
-      -> hypotheses: each track alone, and all faces pooled -> z_k and score per hypothesis
+      -> faces linked into tracks by position and size (a few missed frames read with interpolated landmarks)
+      -> per track: host cancelled (the mean, or a line, over runs of consecutive frames) -> residuals
+      -> hypotheses: each track alone and all faces pooled, each with mean and line -> z_k, score
       -> best score over the threshold (Bonferroni over the hypotheses) -> payload (Chase) or unreadable
 
 Why per track: the host is cancelled by differencing one face in time, so each face needs
@@ -17,6 +17,7 @@ uses u + ln H (union bound).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ FP_LOG_BOUND = 13.8  # -ln P(score > threshold | no mark) per hypothesis family:
 MIN_TRACK_FACES = 8  # a track tested on its own needs ~3 chip blocks; shorter ones only join the pool
 LINK_DISTANCE = 0.5  # a face continues a track when its centre moved less than this share of its size
 LINK_SIZE_RATIO = 1.5  # ... and its size changed by less than this factor
+FILL_GAP_FRAMES = 4  # frames where the detector lost a tracked face are read with interpolated landmarks
 
 
 def energy_threshold(log_bound: float = FP_LOG_BOUND, n_bits: int = N_BITS) -> float:
@@ -63,13 +65,14 @@ def face_projections(canon_luma: np.ndarray) -> np.ndarray:
     return u.T @ (x.reshape(-1) / std)
 
 
-def residuals(indices: np.ndarray, proj: np.ndarray) -> np.ndarray:
-    """One face's projections (T, N_BITS), sorted by frame index, minus their least-squares line
-    over each chunk of RUN_FRAMES consecutive frames: the static host and its drift cancel.
+def residuals(indices: np.ndarray, proj: np.ndarray, line: bool = True) -> np.ndarray:
+    """One face's projections (T, N_BITS), sorted by frame index, minus their mean (or least-squares
+    line) over each chunk of RUN_FRAMES consecutive frames: the static host (and its drift) cancel.
 
-    The line, not just the mean: a real face turns and changes expression within a chunk, and
-    that drift was the largest noise left (the woman's clip, 100 frames marked as convert marks:
-    score 23.7 with 2 bit errors after the mean, 35.7 with none after the line)."""
+    Neither wins everywhere, so `detect` tries both (two more hypotheses): a real face turns and
+    changes expression within a chunk, and the line removes that drift (the woman's clip marked as
+    convert marks it: mean 23.7 with 2 bit errors, line 35.7 with none); a generated face barely
+    drifts, and the line then only costs mark (a 150-step model's output: mean 44.8, line 35.3)."""
     resid = np.zeros_like(proj, dtype=np.float64)
     start = 0
     for end in range(1, len(indices) + 1):
@@ -77,7 +80,7 @@ def residuals(indices: np.ndarray, proj: np.ndarray) -> np.ndarray:
         if end == len(indices) or indices[end] != indices[end - 1] + 1 or end - start >= RUN_FRAMES:
             chunk = proj[start:end].astype(np.float64)
             resid[start:end] = chunk - chunk.mean(0)
-            if end - start >= 4:  # shorter chunks keep too little of the mark once a line is fitted
+            if line and end - start >= 4:  # shorter chunks keep too little of the mark once a line is fitted
                 t = np.arange(end - start) - (end - start - 1) / 2
                 resid[start:end] -= np.outer(t, t @ resid[start:end] / (t @ t))
             start = end
@@ -128,6 +131,7 @@ class _Track:
     proj: list = dataclasses.field(default_factory=list)
     sizes: list = dataclasses.field(default_factory=list)
     centre: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,10 +166,11 @@ class WatermarkResult:
         return "payload" if self.found else "unreadable" if self.present else "absent"
 
 
-def _link(tracks: list[_Track], index: int, faces: list[tuple[np.ndarray, float, np.ndarray]]) -> None:
-    """Append each face (centre, size px, projections) of frame `index` to the nearest open track."""
+def _link(tracks: list[_Track], index: int, faces: list[tuple], recent) -> None:
+    """Append each face (centre, size px, projections, landmarks) of frame `index` to the nearest open
+    track; `recent` holds (index, luma) of the last frames checked, for the track's gaps."""
     pairs = []
-    for f, (centre, size, _) in enumerate(faces):
+    for f, (centre, size, _, _) in enumerate(faces):
         for t, track in enumerate(tracks):
             if track.indices[-1] >= index:
                 continue
@@ -179,6 +184,7 @@ def _link(tracks: list[_Track], index: int, faces: list[tuple[np.ndarray, float,
             continue
         used_f.add(f)
         used_t.add(t)
+        _fill_gap(tracks[t], index, faces[f][3], recent)
         _extend(tracks[t], index, faces[f])
     for f, face in enumerate(faces):
         if f not in used_f:
@@ -186,20 +192,33 @@ def _link(tracks: list[_Track], index: int, faces: list[tuple[np.ndarray, float,
             _extend(tracks[-1], index, face)
 
 
-def _extend(track: _Track, index: int, face: tuple[np.ndarray, float, np.ndarray]) -> None:
-    centre, size, proj = face
+def _extend(track: _Track, index: int, face: tuple) -> None:
+    centre, size, proj, landmarks = face
     track.indices.append(index)
     track.proj.append(proj)
     track.sizes.append(size)
-    track.centre = centre
+    track.centre, track.landmarks = centre, landmarks
 
 
-def _canonical_face(lum: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """(centre in frame px, face size px, projections) of one face."""
+def _fill_gap(track: _Track, index: int, landmarks: np.ndarray, recent) -> None:
+    """Read the frames between the track's last face and this one, where the detector missed it, with
+    landmarks interpolated between the two: a missed frame would otherwise cut the run the host is
+    cancelled over (half-size laundered outputs: faces found in 45 of 60 frames)."""
+    last = track.indices[-1]
+    between = [(k, lum) for k, lum in recent if last < k < index]
+    if not between or len(between) != index - last - 1 or len(between) > FILL_GAP_FRAMES:
+        return
+    for k, lum in between:
+        w = (k - last) / (index - last)
+        _extend(track, k, _canonical_face(lum, (1 - w) * track.landmarks + w * landmarks))
+
+
+def _canonical_face(lum: np.ndarray, landmarks: np.ndarray) -> tuple:
+    """(centre in frame px, face size px, projections, landmarks) of one face."""
     m = to_canonical_matrix(landmarks)
     scale = math.sqrt(abs(np.linalg.det(m[:, :2])))  # canonical px per frame px
     centre = np.linalg.solve(m[:, :2], np.full(2, CANON_PX / 2) - m[:, 2])
-    return centre, CANON_PX / scale, face_projections(warp_luma_to_canonical(lum, m))
+    return centre, CANON_PX / scale, face_projections(warp_luma_to_canonical(lum, m)), landmarks
 
 
 def detect(frames: Iterable[tuple[int, np.ndarray]], aligner: FaceAligner | None = None) -> WatermarkResult:
@@ -208,29 +227,35 @@ def detect(frames: Iterable[tuple[int, np.ndarray]], aligner: FaceAligner | None
     Every face of every frame is used (see the module docstring)."""
     aligner = aligner or FaceAligner()
     tracks: list[_Track] = []
+    recent = collections.deque(maxlen=FILL_GAP_FRAMES)  # (index, luma) of the last frames checked
     frames_checked = faces_checked = 0
     for index, frame in sorted(frames, key=lambda pair: pair[0]):
         frames_checked += 1
         found = aligner.landmarks(frame)
-        if not found:
-            continue
         lum = luma(frame[..., :3])
-        faces_checked += len(found)
-        _link(tracks, int(index), [_canonical_face(lum, pts) for pts in found])
+        if found:
+            faces_checked += len(found)
+            _link(tracks, int(index), [_canonical_face(lum, pts) for pts in found], recent)
+        recent.append((int(index), lum))
     if not tracks:
         return WatermarkResult(False, None, 0.0, 0.0, frames_checked, 0)
 
-    # per track: sorted indices and residuals (the host cancelled face by face)
-    data = []
+    # per track and way of cancelling the host: sorted indices and residuals
+    data = {}
     for track in tracks:
-        idx = np.asarray(track.indices)
-        data.append((idx, residuals(idx, np.stack(track.proj))))
-    hypotheses = {f"track {t.id}": [t.id] for t in tracks if len(t.indices) >= MIN_TRACK_FACES}
-    if len(tracks) > 1 or not hypotheses:
-        hypotheses["all faces"] = [t.id for t in tracks]
+        order = np.argsort(track.indices, kind="stable")
+        idx, proj = np.asarray(track.indices)[order], np.stack(track.proj)[order]
+        for line in (False, True):
+            data[track.id, line] = (idx, residuals(idx, proj, line))
+    groups = {f"track {t.id}": [t.id] for t in tracks if len(t.indices) >= MIN_TRACK_FACES}
+    if len(tracks) > 1 or not groups:
+        groups["all faces"] = [t.id for t in tracks]
+    hypotheses = {f"{name}, {'line' if line else 'mean'}": (ids, line) for name, ids in groups.items()
+                  for line in (False, True)}
     threshold = score_threshold(len(hypotheses))
-    z_of = {name: chip_z(np.concatenate([data[i][0] for i in ids]), np.concatenate([data[i][1] for i in ids]))
-            for name, ids in hypotheses.items()}
+    z_of = {name: chip_z(np.concatenate([data[i, line][0] for i in ids]),
+                         np.concatenate([data[i, line][1] for i in ids]))
+            for name, (ids, line) in hypotheses.items()}
     score_of_h = {name: score_of(z) for name, z in z_of.items()}
     ranked = sorted(hypotheses, key=lambda name: -score_of_h[name])
     best, payload, signs = ranked[0], None, None
@@ -244,15 +269,15 @@ def detect(frames: Iterable[tuple[int, np.ndarray]], aligner: FaceAligner | None
 
     agreeing_frames = set()
     evidence = []
+    best_ids, best_line = hypotheses[best]
     for track in tracks:
-        idx, resid = data[track.id]
+        idx, resid = data[track.id, best_line]
         agree = np.zeros(len(idx), bool)
         if signs is not None:
             agree = np.array([(signs * chips(i // BLOCK_FRAMES) * r).sum() > 0 for i, r in zip(idx, resid)])
-            if track.id in hypotheses[best]:
+            if track.id in best_ids:
                 agreeing_frames.update(idx[agree].tolist())
-        name = f"track {track.id}"
-        own = z_of.get(name)
+        own = z_of.get(f"track {track.id}, {'line' if best_line else 'mean'}")
         if own is None:
             own = chip_z(idx, resid)
         own_payload = word.decode_soft(own)[0] if score_of(own) > threshold else None
