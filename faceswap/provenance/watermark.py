@@ -37,19 +37,20 @@ motion and rescaling, and it only ever touches the inner face:
   tracks), and
       z_k = sum_b c_k(b) y_k(b) / sqrt(sum_b y_k(b)^2),   bit_k = sign(z_k),
       score = (sum_k z_k^2 - K) / sqrt(2K)      (K = N_BITS).
-  Hypotheses: each track of >= 8 faces alone, and all faces pooled.  Present =
-  the best score > the threshold for that many hypotheses; found = present and
-  the word passes tag + CRC, decoded softly (Chase over the 6 weakest bits).
+  Hypotheses: each track of >= 8 faces alone, and all faces pooled, each with
+  the chunk mean or a line subtracted.  Present = the best score > the
+  threshold for that many hypotheses; found = present and the word passes tag +
+  CRC, with at most one of the 6 weakest bits flipped (`payload.py` says why).
 * False-positive bound.  For a video not marked with this key the chips are
   independent of the content, so given the residuals y, each z_k is a Rademacher
   sum with unit variance, independent over k: z_k is 1-sub-Gaussian whatever the
   faces and however frames correlate, and (Hsu, Kakade & Zhang 2012)
   P(sum z_k^2 >= K + 2 sqrt(K u) + 2u) <= e^-u.  SCORE_MIN uses u = 13.8
   (1e-6): energy 114.6, score 8.34 for 40 bits; H hypotheses (tracks, pool) use
-  u = 13.8 + ln H (union bound; 8.79 for 3).  Tracks and pool are built from
+  u = 13.8 + ln H (union bound; 8.62 for 2: one face, mean and line; 9.07 for 6).  Tracks and pool are built from
   face positions only, never from the chips, so the bound holds for each.  Flipping all chips of bit k
   flips z_k, so the signs are uniform and independent of the score: tag + CRC
-  pass with probability 2^-16 more, 64 * 2^-16 with soft decoding.  Together
+  pass with probability 2^-16 more, 7 * 2^-16 with soft decoding.  Together
   <= 1e-9 per video.  Measured
   nulls: unmarked sample clips a/b/bystander -0.55 / 1.57 / -0.63, a laundered
   unmarked clip -0.40, 300 simulated hosts mean ~0, sd ~1, all < 8.34; random
