@@ -6,7 +6,7 @@ On the bundled sample clip a_<size>.mp4: ms per face for `Watermarker.embed_fram
 (under the face's hull mask), ms per frame for decode (PyAV) + encode
 (SegmentWriter, libx264 CRF 18, veryfast), and their ratio (best of REPEATS runs each).  Landmarks and masks
 are computed up front and are not part of the embed cost (convert already has them).
-The same frames are then checked with `watermark.detect` (ms per frame, dlib
+The same frames are then checked with `detect.detect` (ms per frame, dlib
 dominates) so the benchmark also says the mark is there.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from faceswap import samples
 from faceswap.faces.masks import hull_mask
-from faceswap.provenance import watermark
+from faceswap.provenance import detect, watermark
 from faceswap.video.encode import SegmentWriter
 
 REPEATS = 3  # best of 3: the machine is shared, the minimum is the least disturbed run
@@ -43,7 +43,7 @@ def main(size: str = "small") -> None:
             codec_s.append(time.perf_counter() - t0)
         codec_ms = 1000 * min(codec_s) / len(frames)
 
-        aligner = watermark.FaceAligner()
+        aligner = detect.FaceAligner()
         landmarks = [aligner.landmarks(f)[0] for f in frames]
         masks = [hull_mask(pts, (h, w)) for pts in landmarks]
         wm = watermark.Watermarker("1a2b3c4d5e6f7081")
@@ -55,7 +55,7 @@ def main(size: str = "small") -> None:
         embed_ms = 1000 * min(embed_s) / len(frames)
 
         t0 = time.perf_counter()
-        result = watermark.detect(enumerate(marked), aligner=aligner)
+        result = detect.detect(enumerate(marked), aligner=aligner)
         detect_ms = 1000 * (time.perf_counter() - t0) / len(frames)
 
     print(f"{size} {w}x{h}, {len(frames)} frames, one face each")

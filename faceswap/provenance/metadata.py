@@ -43,25 +43,18 @@ def provenance_tags(model_fingerprint: str, now: _dt.datetime | None = None) -> 
     }
 
 
-def ffmpeg_args(tags: dict[str, str]) -> list[str]:
-    """`-metadata k=v ...` plus the MP4 flag that keeps custom keys."""
-    args: list[str] = ["-movflags", "+use_metadata_tags"]
-    for key, value in tags.items():
-        args += ["-metadata", f"{key}={value}"]
-    return args
-
-
-def read_tags(path: str) -> dict[str, str]:
-    """Container-level tags of a media file, keys lower-cased (PyAV)."""
+def read_tags(path: str, name: str | None = None) -> dict[str, str]:
+    """Container-level tags of a media file, keys lower-cased (PyAV); errors name `name` or `path`."""
     import av
 
+    name = name or path
     if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{name}: no such file")
     try:
         with av.open(path) as container:
             return {str(k).lower(): str(v) for k, v in container.metadata.items()}
     except av.FFmpegError as exc:
-        raise InputError(f"{path}: not a readable media file ({exc.__class__.__name__})") from None
+        raise InputError(f"{name}: not a readable media file ({exc.__class__.__name__})") from None
 
 
 def is_marked_by_metadata(tags: dict[str, str]) -> bool:

@@ -13,8 +13,8 @@ motion and rescaling, and it only ever touches the inner face:
   with a feathered inner-face window (face hull, eroded: the mark stays off the
   blend seam) and orthonormalise them (QR) after six low-order polynomials, so
   lighting gradients do not project onto them.
-* Payload s_k = +-1: 40 bits = 8-bit tag `TAG` + 24 bits of the model
-  fingerprint (`payload_for`) + CRC-8.
+* Payload s_k = +-1: 40 bits = 8-bit tag + 24 bits of the model fingerprint
+  + CRC-8 (`payload.py`).
 * Temporal key.  Frame t belongs to block b = t // BLOCK_FRAMES; the chip
   c_k(b) = +-1 comes from SHA-256(KEY, b) (`chips`): deterministic, no state.
   Frame t's face gets  delta = a * sum_k s_k c_k(b) w_k  on the grid, warped into
@@ -28,27 +28,29 @@ motion and rescaling, and it only ever touches the inner face:
   host but broke under 0.3 px landmark jitter and CRF 28.  Flipping the mark's
   signs with a keyed chip over time lets the detector cancel the host by
   differencing in time instead: the host is the same whatever the chips.
-* Detection (`detect`) gets (true frame index, frame) pairs.  Per frame the
-  largest face is aligned, its grid luma divided by its std over the window
-  (brightness changes cancel) and projected: p_k(t) = <x_t, w_k>.  The mean of
-  p_k over each chunk of RUN_FRAMES consecutive frames is subtracted (static and
-  slowly moving host cancel), the residuals are summed per block, y_k(b), and
+* Detection (`detect.py`) gets (true frame index, frame) pairs.  Every face is
+  aligned, its grid luma divided by its std over the window (brightness changes
+  cancel) and projected: p_k(t) = <x_t, w_k>; faces are linked into tracks by
+  position.  Per track, a least-squares line through p_k over each chunk of
+  RUN_FRAMES consecutive frames is subtracted (the static host and its drift
+  cancel), the residuals are summed per block, y_k(b) (over a hypothesis'
+  tracks), and
       z_k = sum_b c_k(b) y_k(b) / sqrt(sum_b y_k(b)^2),   bit_k = sign(z_k),
       score = (sum_k z_k^2 - K) / sqrt(2K)      (K = N_BITS).
-  Found = score > SCORE_MIN and the decoded word has the right tag and CRC; the
-  word is decoded softly (Chase): if the sign word fails, the likeliest flips of
-  the CHASE_BITS least reliable bits are tried (a laundered real swap flipped a
-  few weak bits: score 23, payload recovered only this way).
-  share_frames: share of checked frames with a face whose residual correlates
-  positively with the found word's expected chip pattern sum_k s_k c_k(b(t)).
+  Hypotheses: each track of >= 8 faces alone, and all faces pooled, each with
+  the chunk mean or a line subtracted.  Present = the best score > the
+  threshold for that many hypotheses; found = present and the word passes tag +
+  CRC, with at most one of the 6 weakest bits flipped (`payload.py` says why).
 * False-positive bound.  For a video not marked with this key the chips are
   independent of the content, so given the residuals y, each z_k is a Rademacher
   sum with unit variance, independent over k: z_k is 1-sub-Gaussian whatever the
   faces and however frames correlate, and (Hsu, Kakade & Zhang 2012)
   P(sum z_k^2 >= K + 2 sqrt(K u) + 2u) <= e^-u.  SCORE_MIN uses u = 13.8
-  (1e-6): energy 114.6, score 8.34 for 40 bits.  Flipping all chips of bit k
+  (1e-6): energy 114.6, score 8.34 for 40 bits; H hypotheses (tracks, pool) use
+  u = 13.8 + ln H (union bound; 8.62 for 2: one face, mean and line; 9.07 for 6).  Tracks and pool are built from
+  face positions only, never from the chips, so the bound holds for each.  Flipping all chips of bit k
   flips z_k, so the signs are uniform and independent of the score: tag + CRC
-  pass with probability 2^-16 more, 64 * 2^-16 with soft decoding.  Together
+  pass with probability 2^-16 more, 7 * 2^-16 with soft decoding.  Together
   <= 1e-9 per video.  Measured
   nulls: unmarked sample clips a/b/bystander -0.55 / 1.57 / -0.63, a laundered
   unmarked clip -0.40, 300 simulated hosts mean ~0, sd ~1, all < 8.34; random
@@ -56,7 +58,13 @@ motion and rescaling, and it only ever touches the inner face:
 * Measured (tests/test_provenance.py: sample clip a_small, 384x288, 100 frames,
   embedded under the hull mask): score 112 lossless, 103 H.264 CRF 18, 38 after
   `-crf 28 -vf scale=iw/2:ih/2 -map_metadata -1` (all 100 frames; 19 with half
-  of them in runs of 16; no bit errors, smallest margin z = 0.6).  Band choice on
+  of them in runs of 16; no bit errors, smallest margin z = 0.6; host cancelled
+  by the chunk mean, before the line).  Real faces (the woman's clip, 100
+  frames marked as convert marks them, CRF 18): chunk mean 23.7 with 2 bit
+  errors, line 35.7 with none; after stripping + CRF 28 + half size: line 12.9,
+  present, 2 bit errors outside Chase's reach: payload unreadable.  Registration
+  (verify's landmarks vs convert's on the output): 0.33 grid px median, 1.1 max;
+  shifting the grid by 2-3 px is what flips bits.  Band choice on
   that laundering (BLOCK_FRAMES 4, chunks of 8): 1.5-6 cycles 20.6, 2-8 16.2,
   3-10 15.4; 2-8 kept (further from the lighting subspace, one measurement).
   BLOCK_FRAMES 2 / 3 / 4: laundered 35 / 38 / 26, flicker (mean |frame-to-frame
@@ -70,39 +78,32 @@ motion and rescaling, and it only ever touches the inner face:
 
 Public API
 ----------
-`payload_for(model_fingerprint) -> bytes` (3 bytes);
+`payload_for(model_fingerprint) -> bytes` (3 bytes, from `payload.py`);
 `Watermarker(payload: bytes | str, strength=2.4)` with
-`.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None, frame_index) -> uint8`
-(and `.embed_crop` for an aligned crop);
-`detect(frames: Iterable[(frame_index, RGB)], aligner=None) -> WatermarkResult`;
-`FaceAligner()` (dlib detector + landmarks, shared by `detect` and tests).
+`.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None, frame_index) -> uint8`;
+`patterns()`, `chips(block)`, `to_canonical_matrix`, `warp_luma_to_canonical`, `luma`: shared with
+`detect.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import math
-import os
-from collections.abc import Iterable
 
 import cv2
 import numpy as np
 
-from faceswap.errors import InputError
+from faceswap.faces.align import umeyama
+from faceswap.provenance.payload import N_BITS, N_DATA_BITS, payload_for, word_bits
 
 CANON_PX = 64  # side of the canonical face grid the patterns live on
 KEY = b"faceswap-provenance-v2"  # public: this is a provenance signal, not DRM
-TAG = 0xA5  # fixed first byte of every payload word
-N_DATA_BITS = 24
-N_BITS = 8 + N_DATA_BITS + 8  # tag + data + CRC-8
 BAND_CYCLES = (2.0, 8.0)  # pattern band, cycles per canonical grid (measured: survives half size + CRF 28)
 WINDOW_ERODE = 0.04  # inner-face window: jaw+brow hull eroded by this share of the grid
 BLOCK_FRAMES = 3  # frames per chip block: the mark's sign pattern changes every BLOCK_FRAMES frames (flicker 1.07x)
 RUN_FRAMES = 16  # detection cancels the host by subtracting its mean over chunks of this many consecutive frames
 DEFAULT_STRENGTH = 2.4  # RMS luma change over the face hull, 8-bit levels (~40.4 dB)
-FP_LOG_BOUND = 13.8  # -ln P(energy >= threshold | no mark): e^-13.8 = 1e-6 (see module docstring)
 
 # Mean 68-point face in a unit box: dlib landmarks of two frontal sample faces
 # (skimage astronaut, matplotlib grace_hopper), similarity-aligned, averaged
@@ -131,98 +132,13 @@ def canonical_points(size_px: int = CANON_PX) -> np.ndarray:
     return (_MEAN_FACE_UNIT * 0.8 + 0.1) * size_px
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama 1991) mapping src -> dst, as a 2x3 matrix."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    s, d = src - src_mean, dst - dst_mean
-    cov = d.T @ s / len(src)
-    u, sv, vt = np.linalg.svd(cov)
-    fix = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        fix[1, 1] = -1
-    rot = u @ fix @ vt
-    scale = np.trace(np.diag(sv) @ fix) / max((s ** 2).sum() / len(src), 1e-12)
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = dst_mean - scale * rot @ src_mean
-    return m
-
-
 def to_canonical_matrix(landmarks: np.ndarray) -> np.ndarray:
     """2x3 matrix from the landmarks' pixel space to the canonical grid."""
     pts = np.asarray(landmarks, np.float64).reshape(68, 2)
-    return similarity(pts[_ALIGN_POINTS], canonical_points()[_ALIGN_POINTS])
+    return umeyama(pts[_ALIGN_POINTS], canonical_points()[_ALIGN_POINTS])[:2]
 
 
-# ---------------------------------------------------------------- payload
-
-def _crc8(data: bytes) -> int:
-    """CRC-8 (polynomial 0x07, init 0)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
-def payload_for(model_fingerprint: str) -> bytes:
-    """The 3 payload bytes for a model: the first 24 bits of its hex fingerprint.
-
-    A fingerprint that is not hex (or shorter than 6 digits) is hashed first.
-    """
-    fp = str(model_fingerprint).strip().lower()
-    try:
-        if len(fp) < 6:
-            raise ValueError(fp)
-        return bytes.fromhex(fp[:6])
-    except ValueError:
-        return hashlib.sha256(fp.encode()).digest()[:3]
-
-
-
-def _word_bits(payload: bytes) -> np.ndarray:
-    word = bytes([TAG]) + payload + bytes([_crc8(bytes([TAG]) + payload)])
-    bits = np.unpackbits(np.frombuffer(word, np.uint8))
-    return bits.astype(np.float32) * 2 - 1  # (N_BITS,) in {-1, +1}
-
-
-def _decode_word(signs: np.ndarray) -> str | None:
-    """Payload hex from +-1 bit signs, or None when tag or CRC do not match."""
-    word = np.packbits((signs > 0).astype(np.uint8)).tobytes()
-    if word[0] != TAG or _crc8(word[:-1]) != word[-1]:
-        return None
-    return word[1:-1].hex()
-
-
-CHASE_BITS = 6  # soft decoding: the 6 least reliable bits may be flipped (64 candidates)
-
-
-def _decode_soft(z: np.ndarray) -> tuple[str | None, np.ndarray]:
-    """Chase decoding: the sign word, else the likeliest flips of the least reliable bits that
-    satisfy tag and CRC. Returns (payload hex or None, the bit signs used).
-
-    Run only once the presence score has passed its threshold; trying 64 words then raises the
-    chance that noise passes tag + CRC from 2^-16 to 64 * 2^-16 = 1e-3, on top of the score's
-    own bound (about 1e-6), so an unmarked video still decodes with odds below 1e-9.
-    """
-    signs = np.where(z >= 0, 1.0, -1.0)
-    weak = np.argsort(np.abs(z))[:CHASE_BITS]
-    # candidates in order of the total |z| they flip: the likeliest corrections first
-    masks = sorted(range(1 << CHASE_BITS),
-                   key=lambda m: sum(abs(z[weak[i]]) for i in range(CHASE_BITS) if m >> i & 1))
-    for m in masks:
-        trial = signs.copy()
-        for i in range(CHASE_BITS):
-            if m >> i & 1:
-                trial[weak[i]] = -trial[weak[i]]
-        payload = _decode_word(trial)
-        if payload is not None:
-            return payload, trial
-    return None, signs
-
+# ---------------------------------------------------------------- temporal key
 
 def chips(block: int) -> np.ndarray:
     """(N_BITS,) float32 in {-1, +1}: the keyed temporal chip of every bit for one frame block.
@@ -238,7 +154,7 @@ def chips(block: int) -> np.ndarray:
 # ---------------------------------------------------------------- patterns
 
 @functools.lru_cache(maxsize=1)
-def _patterns() -> tuple[np.ndarray, np.ndarray, float]:
+def patterns() -> tuple[np.ndarray, np.ndarray, float]:
     """(U, window, hull_px): U (CANON_PX^2, N_BITS) orthonormal float32 columns,
     window (CANON_PX, CANON_PX) float32, hull_px: area of the face hull on the grid."""
     g = CANON_PX
@@ -269,20 +185,20 @@ def _patterns() -> tuple[np.ndarray, np.ndarray, float]:
 
 def amplitude(strength: float = DEFAULT_STRENGTH) -> float:
     """Per-bit amplitude a on the grid for an RMS change of `strength` over the face hull."""
-    _, _, hull_px = _patterns()
+    _, _, hull_px = patterns()
     return strength * math.sqrt(hull_px / N_BITS)
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
+def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ _LUMA
 
 
-def _warp_luma_to_canonical(luma: np.ndarray, to_canon: np.ndarray) -> np.ndarray:
+def warp_luma_to_canonical(lum: np.ndarray, to_canon: np.ndarray) -> np.ndarray:
     """Resample luma onto the canonical grid, low-passed first when shrinking."""
     scale = math.sqrt(abs(np.linalg.det(to_canon[:, :2])))
     if scale < 0.8:
-        luma = cv2.GaussianBlur(luma, (0, 0), 0.45 / scale)
-    return cv2.warpAffine(luma, to_canon, (CANON_PX, CANON_PX), flags=cv2.INTER_LINEAR,
+        lum = cv2.GaussianBlur(lum, (0, 0), 0.45 / scale)
+    return cv2.warpAffine(lum, to_canon, (CANON_PX, CANON_PX), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -303,8 +219,8 @@ class Watermarker:
             raise ValueError(f"watermark payload must be {N_DATA_BITS // 8} bytes, got {len(payload)}")
         self.payload = bytes(payload)
         self.strength = float(strength)
-        self._u, _, _ = _patterns()
-        self._bits = _word_bits(self.payload)
+        self._u, _, _ = patterns()
+        self._bits = word_bits(self.payload)
         self._amp = amplitude(self.strength)
 
     def canonical_delta(self, frame_index: int) -> np.ndarray:
@@ -339,145 +255,9 @@ class Watermarker:
         out[y0:y1, x0:x1] = _add_luma(frame[y0:y1, x0:x1], delta)
         return out
 
-    def embed_crop(self, face_crop: np.ndarray, crop_landmarks: np.ndarray | None = None,
-                   frame_index: int = 0) -> np.ndarray:
-        """Mark an aligned face crop (uint8 SxSx3) before it is warped into frame `frame_index`.
-
-        Prefer `embed_frame` after the blend: the mark is then exactly under the
-        mask and not resampled once more.  `crop_landmarks` None means the crop
-        is aligned like the canonical grid (`canonical_points(S)`).
-        """
-        size_px = face_crop.shape[0]
-        if crop_landmarks is None:
-            crop_landmarks = canonical_points(size_px)
-        return self.embed_frame(face_crop, crop_landmarks, None, frame_index)
-
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Add the same change to R, G and B (= luma), round, clip; unchanged where delta == 0."""
     # rgb is integral, so rint(rgb + delta) == rgb + rint(delta): add in int16, no float image
     out = rgb.astype(np.int16) + np.rint(delta).astype(np.int16)[..., None]
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-# ---------------------------------------------------------------- detection
-
-@dataclasses.dataclass(frozen=True)
-class WatermarkResult:
-    found: bool
-    payload: str | None  # 6 hex digits: the first 24 bits of the model fingerprint
-    share_frames: float  # share of checked frames whose face correlates positively with the found word
-    score: float  # standardised chip energy (sum z_k^2 - K) / sqrt(2K); found needs > SCORE_MIN
-    frames_checked: int
-    faces_checked: int = 0
-
-
-class FaceAligner:
-    """dlib HOG detector + 68-point landmarks -> canonical luma grids."""
-
-    def __init__(self):
-        import dlib
-
-        from faceswap.faces import models
-
-        path = models.model_path(models.SHAPE_PREDICTOR_68)
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(path)
-
-    def landmarks(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """(68, 2) float64 landmarks of every face found in an RGB frame."""
-        rgb = np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)
-        # HOG's window is 80 px: upsample small frames so half-size faces are found
-        upsample = 1 if min(rgb.shape[:2]) < 400 else 0
-        out = []
-        for rect in self._detector(rgb, upsample):
-            shape = self._predictor(rgb, rect)
-            out.append(np.array([[p.x, p.y] for p in shape.parts()], np.float64))
-        return out
-
-    def canonical_faces(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """Luma of every face resampled onto the canonical grid."""
-        faces = self.landmarks(rgb)
-        if not faces:
-            return []
-        luma = _luma(rgb[..., :3])
-        return [_warp_luma_to_canonical(luma, to_canonical_matrix(pts)) for pts in faces]
-
-
-def energy_threshold(log_bound: float = FP_LOG_BOUND, n_bits: int = N_BITS) -> float:
-    """E such that P(sum z_k^2 >= E) <= exp(-log_bound) for independent 1-sub-Gaussian z_k
-    (Hsu, Kakade & Zhang 2012): K + 2 sqrt(K u) + 2u."""
-    return n_bits + 2 * math.sqrt(n_bits * log_bound) + 2 * log_bound
-
-
-SCORE_MIN = (energy_threshold() - N_BITS) / math.sqrt(2 * N_BITS)  # 8.34 for 40 bits, u = 13.8
-
-
-def face_projections(canon_luma: np.ndarray) -> np.ndarray:
-    """(N_BITS,) projections of a gain-normalised canonical face onto the patterns."""
-    u, window, _ = _patterns()
-    x = canon_luma.astype(np.float32)
-    wsum = float(window.sum())
-    mean = float((x * window).sum()) / wsum
-    std = math.sqrt(max(float((window * (x - mean) ** 2).sum()) / wsum, 1e-6))
-    return u.T @ (x.reshape(-1) / std)
-
-
-def chip_statistics(indices: np.ndarray, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z, residual) from frame indices (T,) and projections (T, N_BITS).
-
-    residual: projections minus their mean over chunks of RUN_FRAMES consecutive
-    frames (the static and slowly moving host cancel).  z_k = sum_b c_k(b) y_k(b)
-    / sqrt(sum_b y_k(b)^2) with y_k(b) the residual summed over the frames of
-    block b: given y, each z_k is a Rademacher sum with unit variance.
-    """
-    order = np.argsort(indices, kind="stable")
-    indices, proj = indices[order], proj[order]
-    resid = np.zeros_like(proj, dtype=np.float64)
-    start = 0
-    for end in range(1, len(indices) + 1):
-        # chunk boundary: a gap in the frame indices, or RUN_FRAMES frames collected
-        if end == len(indices) or indices[end] != indices[end - 1] + 1 or end - start >= RUN_FRAMES:
-            resid[start:end] = proj[start:end] - proj[start:end].mean(0)
-            start = end
-    blocks = indices // BLOCK_FRAMES
-    uniq, inverse = np.unique(blocks, return_inverse=True)
-    y = np.zeros((len(uniq), proj.shape[1]))
-    np.add.at(y, inverse, resid)
-    c = np.stack([chips(b) for b in uniq])  # (B, N_BITS)
-    norm = np.sqrt((y ** 2).sum(0))
-    z = np.where(norm > 0, (c * y).sum(0) / np.maximum(norm, 1e-12), 0.0)
-    return z, resid[np.argsort(order)]
-
-
-def detect(frames: Iterable[tuple[int, np.ndarray]], aligner: FaceAligner | None = None) -> WatermarkResult:
-    """Look for the mark in (frame_index, RGB frame) pairs; indices must be the frames' true positions.
-
-    Per frame, the largest face is used.
-    """
-    aligner = aligner or FaceAligner()
-    indices, projections = [], []
-    frames_checked = 0
-    for index, frame in frames:
-        frames_checked += 1
-        faces = aligner.landmarks(frame)
-        if not faces:
-            continue
-        # the largest face: smallest scale factor onto the canonical grid
-        mats = [to_canonical_matrix(pts) for pts in faces]
-        to_canon = min(mats, key=lambda m: abs(np.linalg.det(m[:, :2])))
-        canon = _warp_luma_to_canonical(_luma(frame[..., :3]), to_canon)
-        indices.append(int(index))
-        projections.append(face_projections(canon))
-    if not projections:
-        return WatermarkResult(False, None, 0.0, 0.0, frames_checked, 0)
-    idx = np.asarray(indices)
-    z, resid = chip_statistics(idx, np.stack(projections))
-    score = (float((z ** 2).sum()) - N_BITS) / math.sqrt(2 * N_BITS)
-    payload, signs = _decode_soft(z) if score > SCORE_MIN else (None, np.sign(z))
-    found = payload is not None
-    share = 0.0
-    if found:
-        per_frame = np.array([(signs * chips(i // BLOCK_FRAMES) * r).sum() for i, r in zip(idx, resid)])
-        share = float((per_frame > 0).sum()) / frames_checked
-    return WatermarkResult(found, payload if found else None, share, score, frames_checked, len(projections))
