@@ -78,11 +78,13 @@ class TrainConfig:
     checkpoint_every: int = opt(200, "steps between checkpoints")
     preview_every: int = opt(200, "steps between preview images and metrics lines")
     max_failures: int = opt(3, "worker failures to retry before giving up")
-    eye_mouth_weight: float = opt(1.0, "extra loss weight on eyes and mouth (0: off)")
-    background_weight: float = opt(0.1, "loss weight of pixels outside the face hull, which convert never pastes "
-                                        "(1: every pixel alike)")
-    ema: float = opt(0.998, "decay of the weight average used for previews and the exported model (0: export "
-                            "the last step's weights)")
+    eye_mouth_weight: float = opt(0.0, "extra loss weight on eyes and mouth (0: off)")
+    background_weight: float = opt(1.0, "loss weight of pixels outside the face hull, which convert never pastes "
+                                        "(1: every pixel alike; 0.1 is DeepFaceLab-style masked training)")
+    ema: float = opt(0.0, "decay of a weight average used for previews and the exported model, e.g. 0.998 "
+                          "(0: the last step's weights)")
+    lr_schedule: str = opt("constant", "learning rate after the warm-up: constant, or a cosine decay to a tenth "
+                                       "over the steps (or over --minutes)", choices=["constant", "cosine"])
     flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
                            "head it saw only mirrored, but when both face sets hold few poses it leaves the "
                            "swapped head's turn ambiguous (0: off)")

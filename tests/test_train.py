@@ -137,7 +137,7 @@ def test_a_time_budget_stops_on_time_and_a_rerun_continues_the_same_budget(ray_l
     a, b = local_facesets
     minutes = 0.5  # 30 s: one step of this tiny model on a loaded 2-core machine is well inside 10%
     cfg = TrainConfig(a=a, b=b, out=out.uri, minutes=minutes, batch_size=4, checkpoint_every=10_000,
-                      preview_every=10_000)
+                      preview_every=10_000, lr_schedule="cosine")
     summary = run_train(cfg, progress=False)
     # Stopped by the clock (no --steps), within 10% of the budget; the checkpoint and model come after.
     assert 60 * minutes <= summary["training_elapsed_s"] <= 1.1 * 60 * minutes, summary
@@ -160,7 +160,8 @@ def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local,
 
     out = Store(str(tmp_path / "model"))
     a, b = local_facesets
-    first = TrainConfig(a=a, b=b, out=out.uri, steps=20, batch_size=4, checkpoint_every=10, preview_every=5)
+    recipe = {"ema": 0.998, "lr_schedule": "cosine", "background_weight": 0.1, "eye_mouth_weight": 1.0}
+    first = TrainConfig(a=a, b=b, out=out.uri, steps=20, batch_size=4, checkpoint_every=10, preview_every=5, **recipe)
     run_train(first, progress=False)
     state = _checkpoint(out, 20)
     assert state["ema"]["updates"] == 20 and state["ema"]["decay"] == first.ema
@@ -170,7 +171,7 @@ def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local,
     assert torch.equal(exported[key], state["ema"]["weights"][key].to(exported[key].dtype))
     assert not torch.equal(exported[key], state["model"][key])
     # Resumed to 30 steps: the average goes on from 20 updates, the schedule from step 20 of 30.
-    more = TrainConfig(a=a, b=b, out=out.uri, steps=30, batch_size=4, checkpoint_every=10, preview_every=5)
+    more = TrainConfig(a=a, b=b, out=out.uri, steps=30, batch_size=4, checkpoint_every=10, preview_every=5, **recipe)
     summary = run_train(more, progress=False)
     assert summary["start_step"] == 20
     assert _checkpoint(out, 30)["ema"]["updates"] == 30

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import math
 
-WARMUP_SHARE = 0.05
-MAX_WARMUP_STEPS = 200
+WARMUP_DIVISOR = 20  # warm-up over the first 5% of the steps ...
+MAX_WARMUP_STEPS = 200  # ... at most this many
 FLOOR = 0.1
 
 
 def lr_at(step: int, base_lr: float, total: int, progress: float | None = None,
           decay: bool = True, floor: float = FLOOR) -> float:
     """The learning rate of ``step`` of ``total`` (or at ``progress`` of a time budget)."""
-    warmup = max(1, min(MAX_WARMUP_STEPS, int(total * WARMUP_SHARE)))
+    warmup = max(1, min(MAX_WARMUP_STEPS, total // WARMUP_DIVISOR))
     if step < warmup:
         return base_lr * (step + 1) / warmup
     if not decay:

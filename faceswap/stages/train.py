@@ -1,10 +1,10 @@
 """Train: two face sets -> one shared encoder, two decoders, on Ray Train (DDP).
 
     face sets A, B -> [each worker: FaceStream A/B -> augment -> encoder -> decoder A / decoder B
-                                    -> SSIM + L1 weighted to the face, eyes and mouth (both sides every step)
-                                    -> all-reduce -> Adam (warm-up, cosine decay) -> weight average]
+                                    -> SSIM + L1 (optionally weighted to the face, eyes and mouth; both sides)
+                                    -> all-reduce -> Adam (warm-up, then constant or cosine) -> (weight average)]
       rank 0 -> checkpoints/step_<N>/ (via ray.train.report), previews/, metrics.jsonl, tensorboard/
-      end    -> model/model.pt (the weight average) + model/config.json
+      end    -> model/model.pt (the weight average with --ema) + model/config.json
 
 The run ends after --steps, or after --minutes of training (whichever comes first): with a time
 budget the learning-rate schedule runs on the share of the budget spent, and rank 0 decides
@@ -311,7 +311,8 @@ def train_loop(config: dict) -> None:
     try:
         budget.update(step)
         while not budget.stop:
-            lr = lr_at(step, base_lr, total, progress=budget.progress if cfg.minutes else None)
+            lr = lr_at(step, base_lr, total, progress=budget.progress if cfg.minutes else None,
+                       decay=cfg.lr_schedule == "cosine")
             if step > start_step and step % cfg.checkpoint_every == 0:
                 save_checkpoint(step, last or {"step": step})
             if rank == 0 and step % cfg.preview_every == 0:
