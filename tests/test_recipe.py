@@ -28,6 +28,9 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     # On a time budget the decay follows the share of the time spent.
     assert lr_at(500, base, total, progress=1.0) == pytest.approx(base * FLOOR)
     assert lr_at(500, base, total, progress=0.0) == pytest.approx(base)
+    # ... and so does the warm-up when the steps are few: it ends at 5% of the time, even before 200 steps.
+    assert lr_at(10, base, 2 ** 62, progress=0.025) == pytest.approx(base / 2)
+    assert lr_at(10, base, 2 ** 62, progress=0.06) < base and lr_at(150, base, 2 ** 62, progress=0.99) < 0.11 * base
 
 
 def test_weight_average_follows_the_weights_and_survives_a_round_trip():

@@ -22,12 +22,19 @@ FLOOR = 0.1
 def lr_at(step: int, base_lr: float, total: int, progress: float | None = None,
           decay: bool = True, floor: float = FLOOR) -> float:
     """The learning rate of ``step`` of ``total`` (or at ``progress`` of a time budget)."""
-    warmup = max(1, min(MAX_WARMUP_STEPS, total // WARMUP_DIVISOR))
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
+    if progress is None:
+        warmup = max(1, min(MAX_WARMUP_STEPS, total // WARMUP_DIVISOR))
+        if step < warmup:
+            return base_lr * (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+    else:
+        # On a time budget the steps to come are unknown: the warm-up ends after MAX_WARMUP_STEPS steps or
+        # 5% of the time, whichever comes first, and the decay runs over the rest of the time.
+        share = 1.0 / WARMUP_DIVISOR
+        if step < MAX_WARMUP_STEPS and progress < share:
+            return base_lr * max((step + 1) / MAX_WARMUP_STEPS, progress / share)
+        t = (progress - share) / (1.0 - share)
     if not decay:
         return base_lr
-    if progress is None:
-        progress = (step - warmup) / max(1, total - warmup)
-    t = min(1.0, max(0.0, progress))
+    t = min(1.0, max(0.0, t))
     return base_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
