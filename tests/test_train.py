@@ -5,6 +5,7 @@ Small on purpose (lite preset, batch 4, a few steps): the CI machine has 2 cores
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -125,8 +126,6 @@ def test_bad_checkpoint_is_refused(ray_local, local_facesets, tmp_path, payload,
 
 
 def _checkpoint(out: Store, step: int) -> dict:
-    import io
-
     import torch
 
     return torch.load(io.BytesIO(out.read_bytes(f"checkpoints/step_{step:07d}/checkpoint.pt")), weights_only=True)
@@ -166,7 +165,7 @@ def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local,
     state = _checkpoint(out, 20)
     assert state["ema"]["updates"] == 20 and state["ema"]["decay"] == first.ema
     # The exported model is the weight average, not the last step's weights.
-    exported = torch.load(io_bytes(out.read_bytes(MODEL_KEY)), weights_only=True)
+    exported = torch.load(io.BytesIO(out.read_bytes(MODEL_KEY)), weights_only=True)
     key = next(k for k in exported if k.endswith("weight"))
     assert torch.equal(exported[key], state["ema"]["weights"][key].to(exported[key].dtype))
     assert not torch.equal(exported[key], state["model"][key])
@@ -177,9 +176,3 @@ def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local,
     assert _checkpoint(out, 30)["ema"]["updates"] == 30
     lines = {m["step"]: m["lr"] for m in _metrics(out)}
     assert lines[30] == pytest.approx(lr_at(29, summary["lr"], 30))
-
-
-def io_bytes(data: bytes):
-    import io
-
-    return io.BytesIO(data)
