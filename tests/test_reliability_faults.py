@@ -203,13 +203,31 @@ def _kill_when(proc, cond, what) -> None:
         proc.wait()
 
 
+def _settled(listing, quiet_s: float = 5.0, timeout_s: float = 60.0):
+    """What `listing()` returns once it has not changed for `quiet_s`.
+
+    Killing a driver does not stop its Ray workers at once: they live on the cluster's nodes, and one
+    in the middle of a shard may still finish and write it after the kill (CI saw a second segment
+    appear after the first). What the rerun finds is what is there once they are gone.
+    """
+    deadline = time.monotonic() + timeout_s
+    last, since = listing(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"still changing after {timeout_s} s: {last}"
+        time.sleep(0.5)
+        now = listing()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 @pytest.fixture(scope="module")
 def killed_extract(cluster, clip, tmp_path_factory):
     """Extract killed (SIGKILL) after its first finished shard, then rerun."""
     out = Store(str(tmp_path_factory.mktemp("killed_extract") / "faces"))
     args = ("extract", clip, "--out", out.uri, "--shard-frames", SHARD)
     _kill_when(_start(cluster, *args), lambda: _alignments(out), "first shard")
-    before = {k: out.read_bytes(k) for k in _alignments(out)}
+    before = {k: out.read_bytes(k) for k in _settled(lambda: sorted(_alignments(out)))}
     assert not out.exists("manifest.json") and len(before) < FRAMES // SHARD
     proc = _cli(cluster, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -238,7 +256,7 @@ def test_convert_driver_killed_then_rerun_is_frame_exact(cluster, clip, killed_e
         return [k for k in work.list("segments") if k.endswith(".mkv")] if os.path.isdir(work.uri) else []
 
     _kill_when(_start(cluster, *args), segments, "first segment")
-    done = {k: os.path.getmtime(os.path.join(work.uri, k)) for k in segments()}
+    done = {k: os.path.getmtime(os.path.join(work.uri, k)) for k in _settled(lambda: sorted(segments()))}
     assert not out.exists() and len(done) < FRAMES // SHARD
     proc = _cli(cluster, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
