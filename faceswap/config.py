@@ -109,6 +109,9 @@ class ConvertConfig:
     feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
+    smooth: bool = opt(True, "steady the face over time: smooth each face track's landmarks (looking ahead as "
+                             "well as back, so no lag) and fill holes of up to 2 frames", flag="--no-smooth",
+                       flag_help="place each face by its own frame's landmarks, as extracted (no smoothing, no filling)")
     frames_out: str = opt("", "also write the swapped frames as PNG images under this URI", uri=True,
                           pixels=False)
     label: str = opt("", "visible label drawn on every frame (off when empty)", metavar="TEXT")

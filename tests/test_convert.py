@@ -256,3 +256,54 @@ def test_resume_does_not_depend_on_how_the_paths_are_spelled(trained, tmp_path, 
     second = run_convert(relative, progress=False)
     assert first["segments_reused"] == 0 and second["segments_reused"] == second["segments"] == first["segments"]
     assert len(os.listdir(str(out) + ".work/segments")) == 1, "a second plan folder: the segments were redone"
+
+
+def test_many_small_segments_render_the_film_one_segment_does(trained, tmp_path):
+    """Smoothing reads beyond each segment's ends, so segment joins leave no step: 5-frame segments
+    give, pixel for pixel, the film a single 100-frame segment gives."""
+    from faceswap.stages.convert import run_convert
+
+    films = {}
+    for shard_frames in (5, 100):
+        out = str(tmp_path / f"shards{shard_frames}.mp4")
+        summary = run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"],
+                                            out=out, lossless=True, shard_frames=shard_frames, watermark=False),
+                              progress=False)
+        assert summary["segments"] == 100 // shard_frames
+        films[shard_frames] = decode_all(out)
+    for i, (a, b) in enumerate(zip(films[5], films[100])):
+        assert (a == b).all(), f"frame {i} differs between 5-frame and 100-frame segments"
+
+
+def test_a_frame_whose_face_was_not_extracted_is_still_swapped(trained, tmp_path):
+    """A one-frame hole in a face track is filled, so the original face does not flash back;
+    with --no-smooth the frame is left as decoded."""
+    import shutil
+
+    import pyarrow as pa
+
+    from faceswap.faces.masks import hull_mask
+    from faceswap.stages.convert import run_convert
+    from faceswap.storage import Store
+
+    faces = str(tmp_path / "faces")
+    shutil.copytree(trained["faces"], faces)
+    store, hole = Store(faces), 41
+    for key in store.list("alignments", suffix=".parquet"):
+        table = store.read_parquet(key)
+        rows = table.to_pylist()
+        if any(r["frame"] == hole for r in rows):
+            truth = next(r for r in rows if r["frame"] == hole)
+            store.write_parquet(key, pa.Table.from_pylist([r for r in rows if r["frame"] != hole], schema=table.schema))
+    original = decode_all(trained["video"])[hole]
+    face = hull_mask(np.asarray(truth["landmarks"]).reshape(68, 2), original.shape[:2]) > 0.5
+    for smooth in (True, False):
+        out = str(tmp_path / f"smooth{smooth}.mp4")
+        run_convert(ConvertConfig(video=trained["video"], faces=faces, model=trained["model"], out=out,
+                                  lossless=True, smooth=smooth), progress=False)
+        frame = decode_all(out)[hole]
+        change = np.abs(frame.astype(int) - original.astype(int))[face].mean()
+        if smooth:
+            assert change > 8, f"the hole at frame {hole} was not filled (mean change {change:.1f})"
+        else:
+            assert (frame == original).all()

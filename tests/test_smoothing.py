@@ -83,3 +83,59 @@ def test_both_sides_of_a_shard_join_see_the_same_smoothing():
         assert np.allclose(first[f][0][0], whole[f][0][0])
     for f in range(join, join + 5):
         assert np.allclose(second[f][0][0], whole[f][0][0])
+
+
+# -- convert's records: matrices refitted, holes filled, shards independent ------------------------------
+
+def _records(xs, centering="face", size=256, noise=0.0, seed=0):
+    """Convert's records (landmarks, matrix, crop size, bbox) of one face moving along ``xs``."""
+    from faceswap.faces.align import alignment_matrix
+
+    out = {}
+    for f, face in _track(xs, noise=noise, seed=seed).items():
+        lm = face[0]
+        box = np.concatenate([lm.min(0), lm.max(0)])
+        out[f] = [(lm, alignment_matrix(lm, size, centering).reshape(6), size, box)]
+    return out
+
+
+def test_records_keep_their_framing_and_crop_size():
+    from faceswap.faces.align import alignment_matrix
+
+    xs = 100 + 2.5 * np.arange(30)
+    for centering in ("face", "head"):
+        records = _records(xs, centering)
+        out = smoothing.smooth_records(records, 0, 30)
+        assert sorted(out) == list(range(30))
+        for f in range(30):
+            (lm, matrix, size, bbox), = out[f]
+            assert size == 256
+            # Noise-free steady motion: the same matrix extract wrote, whichever centering it used.
+            assert np.allclose(matrix, alignment_matrix(records[f][0][0], 256, centering).reshape(6), atol=1e-6)
+            assert np.allclose(bbox, records[f][0][3])
+
+
+def test_a_filled_hole_gets_a_matrix_and_a_box_between_its_neighbours():
+    from faceswap.faces.align import alignment_matrix
+
+    xs = 100 + 2.0 * np.arange(20)
+    records = _records(xs)
+    truth = records.pop(9)[0]
+    out = smoothing.smooth_records(records, 0, 20)
+    (lm, matrix, size, bbox), = out[9]
+    assert size == truth[2]
+    assert np.allclose(matrix, alignment_matrix(truth[0], 256).reshape(6), atol=1e-3)
+    assert np.allclose(bbox, truth[3], atol=1e-6)
+
+
+def test_a_shard_read_with_its_halo_renders_as_the_whole_clip_does():
+    xs = 100 + 40 * np.sin(np.arange(90) / 6.0)
+    records = _records(xs, noise=1.0, seed=5)
+    del records[30], records[59]  # holes at both joins
+    whole = smoothing.smooth_records(records, 0, 90)
+    for start, stop in ((0, 30), (30, 60), (60, 90)):
+        halo = {f: r for f, r in records.items() if start - smoothing.HALO <= f < stop + smoothing.HALO}
+        shard = smoothing.smooth_records(halo, start, stop)
+        assert sorted(shard) == list(range(start, stop))
+        for f in range(start, stop):
+            assert np.allclose(shard[f][0][1], whole[f][0][1], atol=1e-9), f"frame {f} differs at a join"

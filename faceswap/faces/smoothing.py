@@ -4,6 +4,8 @@
       -> gaps of at most MAX_GAP frames filled by interpolation
       -> landmarks smoothed per track: Savitzky-Golay (quadratic, WINDOW frames), zero phase
       -> per frame: the smoothed faces
+    convert: smooth_records(records of [start - HALO, stop + HALO), start, stop)
+      -> each face's crop matrix refitted to its smoothed landmarks (filled faces get one too)
 
 Why Savitzky-Golay: it fits a quadratic to the frames around each frame, looking ahead as well
 as back (a shard knows all its frames), so steady motion and even a turning head's acceleration
@@ -104,4 +106,43 @@ def smooth_tracks(faces: dict[int, list[np.ndarray]]) -> dict[int, list[tuple[np
         smoothed = smooth_sequence(filled)
         for k, frame in enumerate(full):
             out.setdefault(frame, []).append((smoothed[k], track.get(frame)))
+    return out
+
+
+def smooth_records(records: dict[int, list], start: int, stop: int) -> dict[int, list]:
+    """Convert's records of frames [start, stop), smoothed and with short holes filled.
+
+    ``records``: frame -> [(landmarks (68, 2), matrix (6,) frame -> crop, crop size, bbox (4,))] as
+    ``faceset.frame_records`` returns them, read for [start - HALO, stop + HALO) so that both sides of a
+    shard join see the same neighbours. Each face's matrix is refitted to its smoothed landmarks: the
+    similarity that puts the smoothed points where its record's matrix put the record's own points (so
+    the crop's framing, whatever centering extract used, is kept). A filled face borrows the crop size
+    and framing of its track's nearest recorded face; its bbox is interpolated.
+    """
+    from faceswap.faces.align import INNER, transform_points, umeyama
+
+    faces = {f: [r[0] for r in recs] for f, recs in records.items() if recs}
+    out: dict[int, list] = {}
+    for track in link_tracks(faces):
+        frames = sorted(track)
+        if frames[-1] < start or frames[0] >= stop:
+            continue
+        full = np.arange(frames[0], frames[-1] + 1)
+        own = [records[f][track[f]] for f in frames]
+        pts = np.stack([np.asarray(r[0], np.float64).reshape(68, 2) for r in own])
+        boxes = np.stack([np.asarray(r[3], np.float64).reshape(4) for r in own])
+        filled = np.stack([np.stack([np.interp(full, frames, pts[:, p, c]) for c in range(2)], axis=1)
+                           for p in range(68)], axis=1)                                     # (T, 68, 2)
+        smoothed = smooth_sequence(filled)
+        nearest = np.searchsorted(frames, full)  # index of the first recorded frame at or after each frame
+        for k, frame in enumerate(full):
+            if not start <= frame < stop:
+                continue
+            after = min(nearest[k], len(frames) - 1)
+            near = after if after == 0 or frames[after] - frame <= frame - frames[after - 1] else after - 1
+            landmarks, matrix, size, _ = own[near]
+            target = transform_points(pts[near][INNER], np.asarray(matrix, np.float64).reshape(2, 3))
+            fitted = umeyama(smoothed[k][INNER], target)[:2]
+            bbox = np.array([np.interp(frame, frames, boxes[:, c]) for c in range(4)])
+            out.setdefault(int(frame), []).append((smoothed[k], fitted.reshape(6), int(size), bbox))
     return out

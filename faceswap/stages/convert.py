@@ -1,7 +1,8 @@
 """Convert: render the new face into the footage, shard by shard, then assemble the film.
 
     video + face set + model -> plan frame-range shards (segments already in the work store are skipped)
-      -> [ConvertShard actors] decode -> crop each kept face with its record's matrix
+      -> [ConvertShard actors] records (+ HALO frames each side) -> smooth each face track, fill short holes
+           -> decode -> crop each face with its (refitted) matrix
            -> encoder + decoder B (batched) -> colour match -> watermark -> paste under the hull mask
            -> visible label (optional) -> encode -> segments/<plan>/<shard>.mkv (published atomically)
       -> assemble: concat without re-encoding + the source's audio + provenance tags -> output
@@ -29,6 +30,7 @@ import numpy as np
 from faceswap import __version__
 from faceswap.config import ConvertConfig, normalized
 from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
+from faceswap.faces.smoothing import HALO, smooth_records
 from faceswap.faceset import FaceSet, alignment_key, frame_records
 from faceswap.raycluster import Cluster
 from faceswap.storage import Store, local_input, split_uri
@@ -92,7 +94,11 @@ class ConvertShard:
         from faceswap.video.encode import SegmentWriter
 
         plan, s = self.plan, self.settings
-        records = frame_records(self.faces, plan.faceset_shards, start, stop)
+        if s.smooth:  # neighbours beyond both ends decide the smoothing, so segments meet without a step
+            halo = frame_records(self.faces, plan.faceset_shards, max(0, start - HALO), stop + HALO)
+            records = smooth_records(halo, start, stop)
+        else:
+            records = frame_records(self.faces, plan.faceset_shards, start, stop)
         key = plan.segment_key(shard)
         swapped_frames = faces = 0
         with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
