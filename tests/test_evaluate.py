@@ -156,7 +156,7 @@ def test_a_video_against_itself_is_perfect(ray_local, samples_dir, tmp_path):
     assert report["swapped_frames"] == 0 and report["changed_faces"] == 0
     assert report["unchanged_faces"] == FEW_FRAMES
     assert report["pose_error_deg"] == 0.0 and report["expression_error"] < 1e-9
-    assert report["flicker_ratio"] == 1.0
+    assert report["flicker_ratio"] == 1.0 and report["jitter_ratio"] == 1.0
     assert report["sharpness_ratio"] == pytest.approx(1.0, abs=0.02)
     assert report["psnr_outside_db"] == fidelity.PSNR_CAP_DB
     # The faces show A, the target references B: nothing is retrieved as B.
@@ -170,6 +170,17 @@ def test_a_video_against_itself_is_perfect(ray_local, samples_dir, tmp_path):
     text = (tmp_path / "report.json").read_text()
     on_disk = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in the report"))
     assert on_disk["psnr_outside_db"] == report["psnr_outside_db"] and len(on_disk["per_frame"]) == FEW_FRAMES
+
+
+def test_a_wobbling_face_shows_in_the_jitter_ratio(ray_local, samples_dir, tmp_path):
+    """Every other frame shifted 3 px: the face wobbles where the footage's did not."""
+    a = os.path.join(samples_dir, "a_small.mp4")
+    wobbly = _rewrite(a, str(tmp_path / "wobbly.mp4"), lambda i, rgb: np.roll(rgb, 3 * (i % 2), axis=1))
+    steady = _rewrite(a, str(tmp_path / "steady.mp4"), lambda i, rgb: np.roll(rgb, 3, axis=1))
+    jitter = {name: _evaluate(samples_dir, a, path, tmp_path)["jitter_ratio"]
+              for name, path in (("wobbly", wobbly), ("steady", steady))}
+    assert jitter["steady"] == pytest.approx(1.0, abs=0.15)
+    assert jitter["wobbly"] > 1.5 * jitter["steady"]
 
 
 def _paste_b_turned(backend, samples_dir, a_path, angle_deg):

@@ -18,7 +18,7 @@ import numpy as np
 from faceswap.metrics.fidelity import psnr_db
 from faceswap.metrics.pose import ANGLES
 from faceswap.metrics.sharpness import sharpness_ratio
-from faceswap.metrics.temporal import flicker_ratio
+from faceswap.metrics.temporal import flicker_ratio, jitter_ratio
 
 
 def _mean(values) -> float | None:
@@ -71,6 +71,7 @@ def build_report(records: list[dict], integrity: dict, settings: dict) -> dict:
            for i, a in enumerate(ANGLES)},
         "expression_error": _mean(f.get("expression_error") for f in subject),
         "flicker_ratio": flicker_ratio(flick_s, flick_o, flick_n),
+        "jitter_ratio": jitter_ratio(f.get("motion_px") for f in subject),
         "sharpness_ratio": sharpness_ratio([f["sharpness_energy"] for f in subject if f.get("sharpness_energy")]),
         "psnr_outside_db": psnr_db(sse, count),
         **integrity,
@@ -95,6 +96,7 @@ _ROWS = [
     ("pose_error_roll_deg", "  roll", "{:.2f}", "deg"),
     ("expression_error", "expression error", "{:.4f}", "eye/mouth landmarks, inter-ocular distances"),
     ("flicker_ratio", "flicker ratio", "{:.3f}", "frame-to-frame change in the face, swapped/original"),
+    ("jitter_ratio", "jitter ratio", "{:.3f}", "frame-to-frame landmark motion, swapped/original"),
     ("sharpness_ratio", "sharpness ratio", "{:.3f}", "Laplacian energy in the face, swapped/original (1 = as sharp)"),
     ("psnr_outside_db", "PSNR outside the faces", "{:.2f}", "dB (100 = identical)"),
     ("frames_original", "frames in original", "{}", ""),

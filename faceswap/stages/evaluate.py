@@ -5,7 +5,8 @@ temporal stability, fidelity outside the face, and the film's integrity.
       -> frames to evaluate (all, or --max-frames spread evenly) -> frame-range shards of the original
       -> [Ray Data actors, EvaluateShard: decode the same frames (and each one's predecessor) from both
           -> faces in the original (dlib) -> per face: changed? -> landmarks on the swapped frame
-          -> identity distances, pose error, expression error, Laplacian energy (sharpness)
+          -> identity distances, pose error, expression error, Laplacian energy (sharpness),
+             landmark motion since the frame before in both (jitter)
           -> per frame: flicker sums, squared error outside the face masks, barcodes]
       -> per-frame records -> metrics.report.build_report -> JSON, table, plot
 
@@ -119,6 +120,10 @@ class EvaluateShard:
             pts_s = np.asarray(self.backend.landmarks(swap, [box_s])[0][0], np.float32)
             d_target, d_source = self.identity(swap, pts_s, orig, pts_o)
             per_angle = pose.pose_error(pts_o, pts_s, hw)
+            motion = None
+            if prev is not None:  # the same boxes on the frames before: how far each face's landmarks moved
+                motion = [temporal.landmark_motion(self.backend.landmarks(prev[1], [box_s])[0][0], pts_s),
+                          temporal.landmark_motion(self.backend.landmarks(prev[0], [box])[0][0], pts_o)]
             faces.append({
                 "face": i, "bbox": box, "changed": bool(changed), "face_diff": diff,
                 "redetected": bool(redetected),
@@ -127,6 +132,7 @@ class EvaluateShard:
                 "pose_original_deg": pose.head_pose(pts_o, hw), "pose_swapped_deg": pose.head_pose(pts_s, hw),
                 "pose_error_per_angle_deg": per_angle, "pose_error_deg": float(np.mean(per_angle)),
                 "expression_error": expression.expression_error(pts_o, pts_s),
+                "motion_px": motion,  # [swapped, original] landmark motion since the frame before: jitter_ratio
                 # Laplacian energy [swapped, original, pixels] in the eroded hull: pooled into sharpness_ratio.
                 "sharpness_energy": sharpness.face_energies(orig, swap, pts_o),
             })
