@@ -109,6 +109,9 @@ class ConvertConfig:
     feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
+    occlusion: bool = opt(True, "keep what covers the face (a hand, a microphone): pixels the model cannot rebuild "
+                                "with the footage's own identity stay as decoded", flag="--no-occlusion",
+                          flag_help="paste over the whole face hull, whatever covers it")
     smooth: bool = opt(True, "steady the face over time: smooth each face track's landmarks (looking ahead as "
                              "well as back, so no lag) and fill holes of up to 2 frames", flag="--no-smooth",
                        flag_help="place each face by its own frame's landmarks, as extracted (no smoothing, no filling)")

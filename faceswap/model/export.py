@@ -85,23 +85,39 @@ class Swapper:
 
     def swap(self, crops: np.ndarray, direction: str = "a2b") -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 (N, size, size, 3) RGB -> (uint8 (N, size, size, 3), float32 (N, size, size) | None)."""
+        faces, masks, _ = self.swap_and_rebuild(crops, direction, rebuild=False)
+        return faces, masks
+
+    def swap_and_rebuild(self, crops: np.ndarray, direction: str = "a2b", rebuild: bool = True):
+        """(swapped faces, the model's masks or None, rebuilt crops or None) from one encoder pass.
+
+        The rebuild is the crops through their own identity's decoder (A's footage through decoder A
+        for ``a2b``): what the model expects the face to look like, for the occlusion mask.
+        """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
         crops = np.asarray(crops)
         if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"swap expects uint8 crops of shape (N, {self.size}, {self.size}, 3), "
                              f"got {crops.dtype} {crops.shape}")
+        to_uint8 = lambda y: (y[:, :3] * 255).round().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
+        other, same = (self.model.decoder_b, self.model.decoder_a) if direction == "a2b" else \
+            (self.model.decoder_a, self.model.decoder_b)
         faces = np.empty_like(crops)
+        rebuilt = np.empty_like(crops) if rebuild else None
         masks = np.empty(crops.shape[:3], np.float32) if self.model_config.learn_mask else None
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
                 x = torch.from_numpy(crops[i:i + self.batch_size]).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(255)                 # (B, 3, S, S)
-                y = self.model.swap(x, direction)                            # (B, 3|4, S, S)
-                faces[i:i + len(x)] = (y[:, :3] * 255).round().clamp_(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+                code = self.model.encoder(x)
+                y = other(code)                                              # (B, 3|4, S, S)
+                faces[i:i + len(x)] = to_uint8(y)
                 if masks is not None:
                     masks[i:i + len(x)] = y[:, 3].float().cpu().numpy()
-        return faces, masks
+                if rebuilt is not None:
+                    rebuilt[i:i + len(x)] = to_uint8(same(code))
+        return faces, masks, rebuilt
 
 
 def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper:

@@ -1,7 +1,9 @@
 """One swapped face into its frame: the per-face work of convert, also timed bare by the benchmark.
 
-    generated crop (model size) + original crop + landmarks -> colour match in the face hull
-      -> sharpen -> paste under the blend mask -> watermark under that same mask (pixels outside never change)
+    generated crop (model size) + original crop + landmarks (+ the model's rebuild of the original)
+      -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py)
+      -> colour match in the uncovered face hull -> sharpen -> paste under the blend mask
+      -> watermark under that same mask (pixels outside never change)
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ import numpy as np
 
 def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, landmarks: np.ndarray,
                 matrix: np.ndarray, mask: np.ndarray | None, settings, index: int, bbox=None,
-                watermarker=None, landmarker=None) -> np.ndarray | None:
+                watermarker=None, landmarker=None, rebuilt: np.ndarray | None = None) -> np.ndarray | None:
     """``frame`` (RGB, changed in place) with the face pasted and marked, or None where it could not be
     pasted. ``matrix``: frame -> model-size crop; ``settings``: a ConvertConfig; ``mask``: the model's
-    own mask, if it learns one; ``landmarker``: finds the rendered face's landmarks for the watermark."""
+    own mask, if it learns one; ``landmarker``: finds the rendered face's landmarks for the watermark;
+    ``rebuilt``: the original crop through its own identity's decoder, for the occlusion mask (None: off)."""
     from faceswap.faces.align import transform_points
     from faceswap.faces.masks import hull_mask
     from faceswap.render.color import match_color
+    from faceswap.render.occlusion import occlusion_keep
     from faceswap.render.paste import paste_face, sharpen
 
     size = generated.shape[0]
     hull = hull_mask(transform_points(landmarks, matrix), (size, size))
+    if rebuilt is not None:
+        keep = occlusion_keep(original, rebuilt, hull)
+        mask = keep if mask is None else mask * keep
+        hull = hull * (keep > 0.5)  # the colour statistics of the face, not of the hand in front of it
     face = sharpen(match_color(generated, original, hull, settings.color), settings.sharpen)
     pasted = paste_face(frame, face, matrix, landmarks, mask, erode_px=settings.erode_px,
                         feather_px=settings.feather_px, seamless=settings.seamless)

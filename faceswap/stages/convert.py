@@ -3,7 +3,8 @@
     video + face set + model -> plan frame-range shards (segments already in the work store are skipped)
       -> [ConvertShard actors] records (+ HALO frames each side) -> smooth each face track, fill short holes
            -> decode -> crop each face with its (refitted) matrix
-           -> encoder + decoder B (batched) -> colour match -> watermark -> paste under the hull mask
+           -> encoder -> decoder B (the swap) and decoder A (the rebuild: what is not face = occluder), batched
+           -> colour match -> paste under the hull mask minus occluders -> watermark
            -> visible label (optional) -> encode -> segments/<plan>/<shard>.mkv (published atomically)
       -> assemble: concat without re-encoding + the source's audio + provenance tags -> output
 
@@ -137,12 +138,14 @@ class ConvertShard:
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (size / crop_size)
                 jobs.append((pos, landmarks, m, warp_to_crop(frame, m, size), bbox))
         if jobs:
-            generated, masks = self.swapper.swap(np.stack([j[3] for j in jobs]), s.direction)
+            generated, masks, rebuilt = self.swapper.swap_and_rebuild(np.stack([j[3] for j in jobs]), s.direction,
+                                                                      rebuild=s.occlusion)
         swapped = set()
         for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
             index, frame = frames[pos]
             rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
-                                   s, index, bbox, self.watermarker, self.landmarker)
+                                   s, index, bbox, self.watermarker, self.landmarker,
+                                   rebuilt=None if rebuilt is None else rebuilt[k])
             if rendered is not None:
                 swapped.add(pos)
                 frames[pos] = (index, rendered)
