@@ -88,6 +88,11 @@ class TrainConfig:
     flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
                            "head it saw only mirrored, but when both face sets hold few poses it leaves the "
                            "swapped head's turn ambiguous (0: off)")
+    init_from: str = opt("", "start a new run from this trained model folder (local or s3://, same --preset): "
+                             "its shared encoder, and with --init-decoders its decoders too (pretrain on many "
+                             "faces once, fine-tune each pair in minutes); a resumed run ignores it", uri=True,
+                         metavar="MODEL_URI")
+    init_decoders: bool = opt(False, "with --init-from, also start both decoders from that model's")
     seed: int = opt(0, "random seed")
 
 

@@ -176,3 +176,42 @@ def test_the_weight_average_and_schedule_resume_with_the_step_counter(ray_local,
     assert _checkpoint(out, 30)["ema"]["updates"] == 30
     lines = {m["step"]: m["lr"] for m in _metrics(out)}
     assert lines[30] == pytest.approx(lr_at(29, summary["lr"], 30))
+
+
+def test_init_from_starts_a_pair_from_a_trained_model(ray_local, local_facesets, tmp_path, run_cli):
+    """--init-from carries the shared encoder (and the decoders with --init-decoders) into a new run;
+    a model of another architecture is refused with one line and exit 2."""
+    import torch
+
+    from faceswap.model.export import read_model
+
+    a, b = local_facesets
+    base = str(tmp_path / "pretrained")
+    run_train(TrainConfig(a=a, b=b, out=base, steps=6, batch_size=4, checkpoint_every=6, preview_every=6),
+              progress=False)
+    _, _, pretrained = read_model(base)
+    before = pretrained.state_dict()
+
+    def start(out: str, decoders: bool) -> dict:
+        # A learning rate so small that the weights the run exports are the ones it started from.
+        run_train(TrainConfig(a=a, b=b, out=out, steps=1, batch_size=4, lr=1e-30, checkpoint_every=1,
+                              preview_every=1, init_from=base, init_decoders=decoders, seed=7), progress=False)
+        return read_model(out)[2].state_dict()
+
+    def same(state: dict, prefix: str) -> bool:
+        return all(torch.allclose(v.float(), before[k].float(), atol=1e-6) for k, v in state.items()
+                   if k.startswith(prefix) and v.is_floating_point())
+
+    encoder_only = start(str(tmp_path / "encoder_only"), decoders=False)
+    assert same(encoder_only, "encoder.")
+    assert not same(encoder_only, "decoder_a.") and not same(encoder_only, "decoder_b.")
+    everything = start(str(tmp_path / "everything"), decoders=True)
+    assert same(everything, "encoder.") and same(everything, "decoder_a.") and same(everything, "decoder_b.")
+
+    proc = run_cli("train", "--a", a, "--b", b, "--out", str(tmp_path / "other"), "--preset", "original",
+                   "--steps", "2", "--init-from", base, timeout_s=300,
+                   env={"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "--init-from holds a 'lite' model, this run trains 'original'" in proc.stderr
+    assert not os.path.exists(tmp_path / "other" / "checkpoints")

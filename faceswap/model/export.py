@@ -120,8 +120,8 @@ class Swapper:
         return faces, masks, rebuilt
 
 
-def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper:
-    """Load ``<uri>/model/`` (a model folder from train). ``device="cuda"`` uses a GPU when there is one."""
+def read_model(uri: str) -> tuple[dict, ModelConfig, FaceSwapModel]:
+    """``<uri>/model/`` checked and loaded: (config.json, its ModelConfig, the model on the CPU)."""
     store = Store(uri)
     if not store.exists(CONFIG_KEY) or not store.exists(MODEL_KEY):
         raise InputError(f"{store.uri}: not a trained model folder (no {MODEL_KEY} and {CONFIG_KEY})")
@@ -143,6 +143,12 @@ def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper
     except (RuntimeError, AttributeError, TypeError) as exc:
         raise InputError(f"{name} is not a valid faceswap weights file (does not fit preset {mcfg.preset}: "
                          f"{str(exc).splitlines()[0][:120]})") from None
+    return cfg, mcfg, model
+
+
+def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper:
+    """Load ``<uri>/model/`` (a model folder from train). ``device="cuda"`` uses a GPU when there is one."""
+    cfg, _, model = read_model(uri)
     if device.startswith("cuda") and not torch.cuda.is_available():
         log.warning("no CUDA device here; swapping on the CPU")
         device = "cpu"

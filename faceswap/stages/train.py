@@ -105,6 +105,21 @@ class Budget:
             self.stopped_s = self.elapsed_s()
 
 
+def init_weights(cfg: TrainConfig, mcfg: ModelConfig) -> dict:
+    """The weights ``--init-from`` starts a new run with: the encoder's, and the decoders' with
+    ``--init-decoders``; a model of another architecture is refused (exit 2)."""
+    from faceswap.model.export import read_model
+
+    _, init_cfg, model = read_model(cfg.init_from)
+    if init_cfg.architecture() != mcfg.architecture():
+        old, new = init_cfg.architecture(), mcfg.architecture()
+        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
+        raise ConfigError(f"{cfg.init_from}: --init-from holds a '{init_cfg.preset}' model, this run trains "
+                          f"'{mcfg.preset}' ({diff}); use --preset {init_cfg.preset}")
+    parts = ("encoder.", "decoder_a.", "decoder_b.") if cfg.init_decoders else ("encoder.",)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
+
+
 # -- one training step, shared by the Ray loop and the benchmark's bare loop ------------------
 
 class Stepper:
@@ -256,6 +271,9 @@ def train_loop(config: dict) -> None:
     if stored is not None:
         candidates.append((stored[2], out.url(stored[0])))
     states = [(read_checkpoint(data, name, mcfg), name) for data, name in candidates]
+    if not states and cfg.init_from:
+        raw.load_state_dict(init_weights(cfg, mcfg), strict=False)
+        source = cfg.init_from
     if states:
         state, source = max(states, key=lambda s: s[0]["step"])
         raw.load_state_dict(state["model"])
@@ -393,6 +411,10 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
         del data
         if progress:
             _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
+    elif cfg.init_from:  # ... or the model to start from is one of this architecture.
+        init_weights(cfg, mcfg)
+        if progress:
+            _say(f"train: starting from {cfg.init_from}'s encoder" + (" and decoders" if cfg.init_decoders else ""))
 
     cluster = (cluster or Cluster()).connect()
     # A worker lives on one node: never ask for more CPUs than the largest node has.
