@@ -10,7 +10,8 @@ Prints frames/s of:
   pipeline, no watermark 1 worker with --no-watermark (the watermark's cost)
 Each pipeline figure is given as wall frames/s (actor start-up included, assembly excluded) and as one
 actor's frames/s over its shard work (steady state). The per-face loop does the pipeline's per-face work
-(colour match, paste, watermark) with batch-1 model calls.
+(the swap and the rebuild for the occlusion mask, colour match, paste, watermark) with batch-1 model calls;
+the pipeline also smooths the face tracks (the defaults).
 Goals: pipeline >= 50% of decode+encode-only with the lite model; 2 workers >= 1.8x 1 worker;
 watermark costs <= 20% of conversion throughput.
 
@@ -77,9 +78,10 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
             for landmarks, matrix, crop_size, bbox in records.get(index, ()):
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (swapper.size / crop_size)
                 original = warp_to_crop(frame, m, swapper.size)
-                face, masks = swapper.swap(original[None])
+                face, masks, rebuilt = swapper.swap_and_rebuild(original[None], rebuild=settings.occlusion)
                 rendered = render_face(frame, face[0], original, landmarks, m, None if masks is None else masks[0],
-                                       settings, index, bbox, marker, landmarker)
+                                       settings, index, bbox, marker, landmarker,
+                                       rebuilt=None if rebuilt is None else rebuilt[0])
                 frame = frame if rendered is None else rendered
             w.write(frame)
     return frames / (time.perf_counter() - t0)
