@@ -111,7 +111,7 @@ class ConvertConfig:
     crf: int = opt(18, "H.264 quality when not lossless (lower is better)")
     color: str = opt("reinhard", "colour correction", choices=["reinhard", "mean", "hist", "none"])
     erode_px: int = opt(0, "shrink the blend mask by this many pixels (of the model's crop)")
-    feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a tenth of the face's width)")
+    feather_px: int = opt(0, "blur the mask edge over this many pixels (0: a size-relative default)")
     seamless: bool = opt(False, "Poisson (seamless clone) blending instead of a feathered mask")
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
     occlusion: bool = opt(True, "keep what covers the face (a hand, a microphone): pixels the model cannot rebuild "

@@ -17,8 +17,6 @@ import numpy as np
 from faceswap.faces.align import invert, transform_points, warp_from_crop
 from faceswap.faces.masks import erode, feather, hull_mask
 
-FEATHER_SHARE = 0.10  # the default feather, as a share of the face's width
-
 
 def face_roi(matrix: np.ndarray, size: int, shape_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """The frame box (x0, y0, x1, y1) covered by a ``size`` crop, clipped to the frame."""
@@ -46,9 +44,7 @@ def blend_mask(landmarks: np.ndarray, roi: tuple[int, int, int, int], erode_px: 
     mask = hull_mask(pts, (y1 - y0, x1 - x0))
     if feather_px <= 0:
         width = float(pts[:, 0].max() - pts[:, 0].min())
-        # A tenth of the face: a young model paints the hull's edge with the background's light, and a
-        # narrower fade shows it as a bright arc down the cheek (the real-footage benchmark's sheet).
-        feather_px = max(2, int(round(FEATHER_SHARE * width)))
+        feather_px = max(2, int(round(0.06 * width)))
     # Erode by the feather width first: the blur then fades out exactly at the hull edge.
     mask = erode(mask, max(0, erode_px) + feather_px)
     return feather(mask, feather_px)
