@@ -102,6 +102,11 @@ def _init(address: str | None) -> None:
         raise ServiceUnavailable(f"Ray at {address}: cannot connect ({str(exc).splitlines()[0]})") from None
     # Ray Data's per-operator chatter off; its progress bars are set per run (Cluster.run_shards).
     ray.data.DataContext.get_current().print_on_execution_start = False
+    # Every stage's pool is sized to its shards on purpose (run_shards): Ray Data's warning that such a
+    # pool "will not allow it to scale up" is about its autoscaler, not the user's command.
+    from ray.data.context import WARN_PREFIX
+
+    _quiet("ray.data._internal.actor_autoscaler.default_actor_autoscaler", f"{WARN_PREFIX} Actor Pool configuration")
 
 
 class _Drop(logging.Filter):
