@@ -62,6 +62,10 @@ class _Past:
 
 # Frames kept for back-fill, at most: detect_every of them, and no more than this many bytes.
 HISTORY_BYTES = 256 << 20
+# A face smaller than the detector's window is enlarged in its re-check crop, at most this much: the
+# detector's smallest box is its window, so at scale 1 a 70 px face came back in an 80-100 px box and
+# its landmarks, fitted to that box, came out up to 1.4x the face (benchmarks/tracking.py).
+MAX_UPSCALE = 2.0
 
 
 def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -123,11 +127,11 @@ def detect_near(backend, rgb: np.ndarray, box: np.ndarray, margin: float = 0.3,
                 scale: float | None = None) -> tuple[np.ndarray, float] | None:
     """The detector (relaxed threshold) on a crop around ``box`` grown by ``margin`` of its side: the
     best hit overlapping ``box`` (IoU above 0.3) and its score, or None. ``scale``: the crop's resize
-    (default: the face at ~1.1x the detector window, never up)."""
+    (default: the face at ~1.1x the detector window, enlarging a small face up to MAX_UPSCALE)."""
     h, w = rgb.shape[:2]
     side = float(max(box[2] - box[0], box[3] - box[1]))
     # The face should sit at ~1.1x the detector window; margin for motion and box error.
-    s = min(1.0, 1.1 * backend.window_px / max(side, 1.0)) if scale is None else scale
+    s = min(MAX_UPSCALE, 1.1 * backend.window_px / max(side, 1.0)) if scale is None else scale
     bw, bh = (side, side) if scale is None else (box[2] - box[0], box[3] - box[1])
     x0, y0 = int(max(0, box[0] - margin * bw)), int(max(0, box[1] - margin * bh))
     x1, y1 = int(min(w, box[2] + margin * bw)), int(min(h, box[3] + margin * bh))
