@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from faceswap.errors import FaceswapError, InputError
+from faceswap.errors import ConfigError, FaceswapError, InputError
 from faceswap.model.autoencoder import FaceSwapModel, ModelConfig
 from faceswap.storage import Store
 
@@ -153,3 +153,16 @@ def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper
         log.warning("no CUDA device here; swapping on the CPU")
         device = "cpu"
     return Swapper(model, cfg, torch.device(device), batch_size)
+
+
+def init_weights(uri: str, mcfg: ModelConfig, decoders: bool = False) -> dict:
+    """The weights ``faceswap train --init-from`` starts a new run with: the encoder's of the model folder
+    at ``uri``, and the decoders' too with ``decoders``; a model of another architecture is refused (exit 2)."""
+    _, init_cfg, model = read_model(uri)
+    if init_cfg.architecture() != mcfg.architecture():
+        old, new = init_cfg.architecture(), mcfg.architecture()
+        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
+        raise ConfigError(f"{uri}: --init-from holds a '{init_cfg.preset}' model, this run trains "
+                          f"'{mcfg.preset}' ({diff}); use --preset {init_cfg.preset}")
+    parts = ("encoder.", "decoder_a.", "decoder_b.") if decoders else ("encoder.",)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(parts)}

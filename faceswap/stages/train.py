@@ -39,7 +39,7 @@ from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
 from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state, find_checkpoint, read_checkpoint,
                                         step_dir, write_checkpoint_dir)
 from faceswap.model.dataset import FaceStream, decode_sample
-from faceswap.model.export import write_model
+from faceswap.model.export import init_weights, write_model
 from faceswap.model.ema import WeightAverage
 from faceswap.model.losses import pixel_weights, reconstruction_loss
 from faceswap.model.schedule import lr_at
@@ -103,21 +103,6 @@ class Budget:
         self.stop = float(flags[0]) >= 1.0 or bool(flags[1])
         if self.stop:
             self.stopped_s = self.elapsed_s()
-
-
-def init_weights(cfg: TrainConfig, mcfg: ModelConfig) -> dict:
-    """The weights ``--init-from`` starts a new run with: the encoder's, and the decoders' with
-    ``--init-decoders``; a model of another architecture is refused (exit 2)."""
-    from faceswap.model.export import read_model
-
-    _, init_cfg, model = read_model(cfg.init_from)
-    if init_cfg.architecture() != mcfg.architecture():
-        old, new = init_cfg.architecture(), mcfg.architecture()
-        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
-        raise ConfigError(f"{cfg.init_from}: --init-from holds a '{init_cfg.preset}' model, this run trains "
-                          f"'{mcfg.preset}' ({diff}); use --preset {init_cfg.preset}")
-    parts = ("encoder.", "decoder_a.", "decoder_b.") if cfg.init_decoders else ("encoder.",)
-    return {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
 
 
 # -- one training step, shared by the Ray loop and the benchmark's bare loop ------------------
@@ -272,7 +257,7 @@ def train_loop(config: dict) -> None:
         candidates.append((stored[2], out.url(stored[0])))
     states = [(read_checkpoint(data, name, mcfg), name) for data, name in candidates]
     if not states and cfg.init_from:
-        raw.load_state_dict(init_weights(cfg, mcfg), strict=False)
+        raw.load_state_dict(init_weights(cfg.init_from, mcfg, cfg.init_decoders), strict=False)
         source = cfg.init_from
     if states:
         state, source = max(states, key=lambda s: s[0]["step"])
@@ -412,7 +397,7 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
         if progress:
             _say(f"train: found checkpoint at step {ckpt_step}: {out.url(resume_key)}")
     elif cfg.init_from:  # ... or the model to start from is one of this architecture.
-        init_weights(cfg, mcfg)
+        init_weights(cfg.init_from, mcfg, cfg.init_decoders)
         if progress:
             _say(f"train: starting from {cfg.init_from}'s encoder" + (" and decoders" if cfg.init_decoders else ""))
 
