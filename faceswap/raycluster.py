@@ -148,7 +148,7 @@ def quiet_worker_logs() -> None:
     every checkpoint ("Reporting training result ... TrainingReport(...)"): faceswap prints its own line.
     """
     _quiet("ray.train.v2._internal.execution.controller.placement_group_cleaner",
-           "State API may be temporarily unavailable")
+           "Failed to query Ray Train Controller actor state")
     _quiet(_ray_file_logger("train/v2/_internal/execution/context.py"), "Reporting training result")
 
 

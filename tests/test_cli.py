@@ -133,3 +133,26 @@ def test_ray_trains_per_checkpoint_report_line_is_dropped_and_real_warnings_kept
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert [r.getMessage() for r in records] == ["a real warning"]
+
+
+def test_the_placement_group_cleaners_state_api_warning_is_dropped_on_a_local_ray():
+    """Ray Train's cleaner polls the State API (the dashboard's) every second; a local Ray has none."""
+    import logging
+
+    import ray.train.v2._internal.execution.controller.placement_group_cleaner as cleaner
+
+    from faceswap.raycluster import quiet_worker_logs
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    cleaner.logger.addHandler(handler)
+    try:
+        quiet_worker_logs()
+        # Ray 2.60's own words (placement_group_cleaner.py)
+        cleaner.logger.warning("Failed to query Ray Train Controller actor state. "
+                               "State API may be temporarily unavailable. Continuing to monitor.")
+        cleaner.logger.warning("a real warning")
+    finally:
+        cleaner.logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["a real warning"]
