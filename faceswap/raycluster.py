@@ -91,11 +91,6 @@ def _init(address: str | None) -> None:
             # No dashboard on a laptop, so no State API: quiet the one Ray helper that polls it.
             runtime_env = {**(runtime_env or {}), "worker_process_setup_hook": "faceswap.raycluster.quiet_worker_logs"}
             quiet_driver_logs()
-            # Ray's C++ core logs at ERROR that Ray Data's and Ray Train's own actors "have constructor
-            # arguments in the object store and max_restarts > 0": an E line a user reads as a failure.
-            # Failures reach faceswap as Python exceptions, so on a Ray of our own (the raylet and its
-            # workers inherit this) only fatal C++ lines print; set RAY_BACKEND_LOG_LEVEL to see more.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             ray.init(address="local", runtime_env=runtime_env, include_dashboard=False,
                      logging_level=logging.WARNING, log_to_driver=True)
     except ConnectionError as exc:
