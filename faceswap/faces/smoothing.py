@@ -91,21 +91,25 @@ def smooth_sequence(values: np.ndarray, window: int = WINDOW, order: int = ORDER
     return out.reshape(values.shape)
 
 
+def _fill_and_smooth(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A track's frames from first to last and its (T, 68, 2) landmarks there: gaps (at most MAX_GAP
+    frames: link_tracks never links across longer ones) filled linearly, then smoothed."""
+    full = np.arange(frames[0], frames[-1] + 1)
+    filled = np.stack([np.stack([np.interp(full, frames, pts[:, p, c]) for c in range(2)], axis=1)
+                       for p in range(68)], axis=1)
+    return full, smooth_sequence(filled)
+
+
 def smooth_tracks(faces: dict[int, list[np.ndarray]]) -> dict[int, list[tuple[np.ndarray, int | None]]]:
     """Per frame, each face's smoothed (68, 2) landmarks and the index of its record in that frame
     (None for a face filled into a gap). Frames are those of ``faces`` plus the filled ones."""
     out: dict[int, list[tuple[np.ndarray, int | None]]] = {}
     for track in link_tracks(faces):
         frames = sorted(track)
-        full = list(range(frames[0], frames[-1] + 1))
-        known = np.array(frames)
         pts = np.stack([np.asarray(faces[f][track[f]], np.float64).reshape(68, 2) for f in frames])
-        # Fill gaps (at most MAX_GAP frames: link_tracks never links across longer ones) linearly.
-        filled = np.stack([np.stack([np.interp(full, known, pts[:, p, c]) for c in range(2)], axis=1)
-                           for p in range(68)], axis=1)                                     # (T, 68, 2)
-        smoothed = smooth_sequence(filled)
+        full, smoothed = _fill_and_smooth(frames, pts)
         for k, frame in enumerate(full):
-            out.setdefault(frame, []).append((smoothed[k], track.get(frame)))
+            out.setdefault(int(frame), []).append((smoothed[k], track.get(int(frame))))
     return out
 
 
@@ -127,13 +131,10 @@ def smooth_records(records: dict[int, list], start: int, stop: int) -> dict[int,
         frames = sorted(track)
         if frames[-1] < start or frames[0] >= stop:
             continue
-        full = np.arange(frames[0], frames[-1] + 1)
         own = [records[f][track[f]] for f in frames]
         pts = np.stack([np.asarray(r[0], np.float64).reshape(68, 2) for r in own])
         boxes = np.stack([np.asarray(r[3], np.float64).reshape(4) for r in own])
-        filled = np.stack([np.stack([np.interp(full, frames, pts[:, p, c]) for c in range(2)], axis=1)
-                           for p in range(68)], axis=1)                                     # (T, 68, 2)
-        smoothed = smooth_sequence(filled)
+        full, smoothed = _fill_and_smooth(frames, pts)
         nearest = np.searchsorted(frames, full)  # index of the first recorded frame at or after each frame
         for k, frame in enumerate(full):
             if not start <= frame < stop:
