@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 from faceswap.errors import ServiceUnavailable
-from faceswap.s3 import share_secrets, stage_env
+from faceswap.s3 import Secrets, stage_env
 
 CPU_NODE = "cpu_node"
 GPU_NODE = "gpu_node"
@@ -35,12 +35,11 @@ class Cluster:
     address: str | None = None
 
     def connect(self) -> "Cluster":
-        """Connect (once per process; later calls only re-share the store's secrets)."""
+        """Connect (once per process)."""
         import ray
 
         if not ray.is_initialized():
             _init(self.address or os.environ.get("RAY_ADDRESS") or None)
-        share_secrets()
         return self
 
     def workers(self, requested: int, cpus_per_worker: float) -> int:
@@ -53,7 +52,8 @@ class Cluster:
 
         All actors start at once (the shard count is known) and hold one shard each, so a shard never
         queues behind a busy actor while another idles; Ray Data restarts a lost actor and retries its
-        shard, which is safe because every stage's output is idempotent.
+        shard, which is safe because every stage's output is idempotent. Each actor takes the driver's
+        S3 secrets before ``stage`` is built (with_secrets).
         """
         import ray
 
@@ -66,14 +66,27 @@ class Cluster:
         try:
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
             ds = ds.map_batches(
-                stage, batch_size=1,  # one shard per call: a shard is already seconds to minutes of work
-                fn_constructor_args=args, fn_constructor_kwargs=kwargs or {},
+                with_secrets(stage), batch_size=1,  # one shard per call: a shard is already seconds of work
+                fn_constructor_args=args, fn_constructor_kwargs={**(kwargs or {}), "s3_secrets": Secrets.from_env()},
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool, initial_size=pool,
                                                    max_tasks_in_flight_per_actor=1),
-                num_cpus=cpus, resources=cpu_stage_resources() or None, runtime_env=stage_runtime_env())
+                num_cpus=cpus, resources=cpu_stage_resources() or None, runtime_env=stage_env())
             return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in ds.iter_rows()]
         finally:
             ctx.enable_progress_bars = bars
+
+
+def with_secrets(stage: type) -> type:
+    """``stage`` (a callable class) whose constructor first applies the ``s3_secrets`` it is given, so the
+    stage's own constructor already opens the store with them. Same name, so Ray Data's progress shows it."""
+
+    def __init__(self, *args, s3_secrets: Secrets, **kwargs):
+        s3_secrets.apply()
+        stage.__init__(self, *args, **kwargs)
+
+    # A local-class qualname: cloudpickle ships this class by value (a lookup by name would find ``stage``).
+    return type(stage.__name__, (stage,), {"__init__": __init__, "__doc__": stage.__doc__,
+                                           "__qualname__": f"with_secrets.<locals>.{stage.__name__}"})
 
 
 def _init(address: str | None) -> None:
@@ -81,7 +94,7 @@ def _init(address: str | None) -> None:
 
     # Workers started by a local Ray inherit the driver's environment; on a remote
     # cluster the store's endpoint and credentials must travel with the job.
-    runtime_env = stage_env(secrets=False)  # the secrets are shared through Ray's key-value store once connected
+    runtime_env = stage_env()  # the secrets go to each stage's workers as an argument (faceswap.s3.Secrets)
     try:
         if address:
             ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING,
@@ -145,11 +158,6 @@ def quiet_worker_logs() -> None:
     _quiet("ray.train.v2._internal.execution.controller.placement_group_cleaner",
            "Failed to query Ray Train Controller actor state")
     _quiet(_ray_file_logger("train/v2/_internal/execution/context.py"), "Reporting training result")
-
-
-def stage_runtime_env() -> dict | None:
-    """What a stage's workers need from the driver's environment: the S3 settings (faceswap.s3)."""
-    return stage_env()
 
 
 def _has(resource: str) -> bool:

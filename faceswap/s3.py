@@ -2,19 +2,20 @@
 
     AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
       -> options() -> filesystem() (s3fs: the Store) and arrow_filesystem() (pyarrow: Ray Train's checkpoints)
-      -> stage_env() / share_secrets(): the same settings for a stage's Ray workers
+      -> stage_env(): the non-secret settings, as a stage's Ray runtime env
+      -> Secrets.from_env(): the secret key and session token, handed to a stage's workers as an argument
+         (Cluster.run_shards, train_loop), which apply() them before they touch the store
 
 AWS, MinIO, SeaweedFS and Ceph all work; temporary credentials (an assumed role,
 SSO) work because the session token goes wherever the key goes. Secrets never
 appear in a repr, an error message or a Ray runtime env (Ray's runtime-env agent
-logs runtime envs in full): the driver hands them to its workers through Ray's
-key-value store instead.
+logs runtime envs in full): they travel as a worker's constructor or loop argument.
 """
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,10 +29,7 @@ _FS_CACHE: dict[tuple, Any] = {}
 
 
 def options() -> dict[str, str | None]:
-    """endpoint, region, key, secret, token from the environment (a worker first takes the secrets
-    its driver shared)."""
-    if "AWS_SECRET_ACCESS_KEY" not in os.environ:
-        _fetch_shared_secrets()
+    """endpoint, region, key, secret, token from the environment."""
     env = os.environ.get
     return {"endpoint": env("AWS_ENDPOINT_URL") or env("AWS_ENDPOINT_URL_S3"), "region": env("AWS_REGION"),
             "key": env("AWS_ACCESS_KEY_ID"), "secret": env("AWS_SECRET_ACCESS_KEY"),
@@ -111,52 +109,29 @@ def describe(exc: BaseException) -> str:
 
 # -- the same settings on a stage's Ray workers ----------------------------------------------------
 
-def _secrets_key() -> bytes:
-    import ray
+@dataclass(frozen=True)
+class Secrets:
+    """The driver's S3 secret key and session token, for a stage's workers.
 
-    return f"faceswap:s3-secrets:{ray.get_runtime_context().get_job_id()}".encode()
-
-
-def share_secrets() -> bool:
-    """Driver: hand the S3 secret key and session token to this job's Ray workers through Ray's
-    internal key-value store (never logged). False when they could not be shared."""
-    values = {k: os.environ[k] for k in SECRET_VARS if k in os.environ}
-    if not values:
-        return True
-    try:
-        import ray
-        from ray.experimental import internal_kv
-
-        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
-            return False
-        internal_kv._internal_kv_put(_secrets_key(), json.dumps(values).encode(), overwrite=True)
-        return True
-    except Exception:  # noqa: BLE001 - e.g. a Ray Client driver: the caller falls back to the runtime env
-        return False
-
-
-def _fetch_shared_secrets() -> None:
-    """Worker: take the secrets its driver shared, when its environment lacks them."""
-    try:
-        import ray
-        from ray.experimental import internal_kv
-
-        if not ray.is_initialized() or not internal_kv._internal_kv_initialized():
-            return
-        data = internal_kv._internal_kv_get(_secrets_key())
-    except Exception:  # noqa: BLE001 - no Ray here: the environment is all there is
-        return
-    for k, v in (json.loads(data) if data else {}).items():
-        os.environ.setdefault(k, v)
-
-
-def stage_env(secrets: bool = True) -> dict | None:
-    """The driver's S3 settings as a stage's runtime env.
-
-    They may have been set after Ray started (a test, a notebook), and then the
-    workers would not inherit them. The secrets go through the key-value store
-    (share_secrets); only a driver that cannot share them (Ray Client) sends them here.
+    A worker started before they were set (a cluster joined with --ray-address, a test, a notebook), or
+    on another machine, lacks them; the stage hands this object to each worker, which apply()s it before
+    it opens the store. Never shown: no repr, and never in a runtime env.
     """
-    shared = not secrets or share_secrets()
-    env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ and (not shared or k not in SECRET_VARS)}
+
+    values: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_env(cls) -> "Secrets":
+        return cls(tuple((k, os.environ[k]) for k in SECRET_VARS if k in os.environ))
+
+    def apply(self) -> None:
+        """This process uses the driver's secrets (they win over its own environment's)."""
+        os.environ.update(dict(self.values))
+
+
+def stage_env() -> dict | None:
+    """The driver's non-secret S3 settings (endpoint, key id, region) and cache folder as a stage's
+    runtime env: they may have been set after Ray started, and then the workers would not inherit them.
+    The secrets travel as Secrets."""
+    env = {k: os.environ[k] for k in STORE_ENV_VARS if k in os.environ and k not in SECRET_VARS}
     return {"env_vars": env} if env else None

@@ -165,7 +165,7 @@ class Store:
             raise StoreError(f"{self.url(key)}: not a valid Parquet file ({str(exc).splitlines()[0]})") from None
 
     def list(self, prefix: str = "", suffix: str = "") -> list[str]:
-        """Keys under ``prefix`` (recursive, sorted), temporary objects excluded."""
+        """Keys under ``prefix`` (recursive, sorted), temporary objects and directory markers excluded."""
         base = self._path(prefix) if prefix else (self.uri[len("s3://"):] if self.remote else self.uri)
         try:
             found = self._call("list", prefix, self.fs.find, base)
@@ -177,6 +177,8 @@ class Store:
             if not path.startswith(root):
                 continue  # the root itself (an empty "directory" object on some servers)
             key = path[len(root):]
+            if key.endswith("/"):
+                continue  # a "directory" marker object (pyarrow's S3 filesystem, under Ray Train, writes them)
             if key.startswith(TMP_PREFIX + "/") or key.split("/")[-1].startswith(".tmp-"):
                 continue
             if key.endswith(suffix):

@@ -1,6 +1,7 @@
 """The S3 secret key never shows: not in the output, not in any object written, not in Ray's logs.
 
-    clip in s3://bucket/in -> `faceswap extract s3://... --out s3://...` (joins the module's Ray)
+    clip in s3://bucket/in -> `faceswap extract s3://... --out s3://...` (joins the module's Ray, whose
+      workers were started without the secrets) -> `faceswap train` on that face set into s3://.../model
       -> grep stdout, stderr, every object in the bucket and every file of the Ray session for the secret
 """
 
@@ -35,12 +36,17 @@ def test_secret_key_appears_nowhere(ray_local, s3_env, s3_bucket, samples_dir, r
     assert ok.returncode == 0, ok.stderr[-3000:]
     failed = run_cli("extract", bucket.url("in/missing.mp4"), "--out", bucket.url("faces2"), env=env, timeout_s=300)
     assert failed.returncode == 2 and "missing.mp4" in failed.stderr
+    trained = run_cli("train", "--a", bucket.url("faces"), "--b", bucket.url("faces"), "--out", bucket.url("model"),
+                      "--steps", "2", "--batch-size", "2", "--checkpoint-every", "2", "--preview-every", "2",
+                      env=env, timeout_s=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
 
     secret = S3_SECRET_KEY.encode()
-    for proc in (ok, failed):
+    for proc in (ok, failed, trained):
         assert S3_SECRET_KEY not in proc.stdout + proc.stderr
     keys = bucket.list()
     assert "faces/manifest.json" in keys and any(k.endswith(".parquet") for k in keys)
+    assert "model/model/model.pt" in keys and any(k.startswith("model/checkpoints/") for k in keys)
     leaked = [k for k in keys if secret in bucket.read_bytes(k)]
     assert not leaked, f"secret in objects {leaked}"
     session = _ray_session_dir()

@@ -44,7 +44,7 @@ from faceswap.model.ema import WeightAverage
 from faceswap.model.losses import pixel_weights, reconstruction_loss
 from faceswap.model.schedule import lr_at
 from faceswap.raycluster import Cluster
-from faceswap.s3 import arrow_filesystem
+from faceswap.s3 import Secrets, arrow_filesystem, stage_env
 from faceswap.storage import Store
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,12 @@ def _preview_faces(uri: str, size: int, device) -> torch.Tensor:
 def train_loop(config: dict) -> None:
     """Runs on every Ray Train worker. ``config``: train, model (dicts), threads, progress, and
     on_checkpoint: None, or a callable rank 0 calls as ``(phase, step, folder, out)`` when a checkpoint's
-    files are written ("written", before Ray Train hears of it) and once report() returned ("reported")."""
+    files are written ("written", before Ray Train hears of it) and once report() returned ("reported");
+    s3_secrets: the driver's (faceswap.s3.Secrets), applied before the store is opened."""
     import ray.train
     import ray.train.torch
 
+    config["s3_secrets"].apply()
     cfg = TrainConfig(**config["train"])
     mcfg = ModelConfig.from_dict(config["model"])
     _, total, batch, base_lr = resolve(cfg)
@@ -374,7 +376,7 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, gpu_stage_resources, stage_runtime_env
+    from faceswap.raycluster import cluster_cpus, cpu_stage_resources, gpu_stage_resources
 
     # Workers run in another working directory: relative paths are the driver's.
     cfg = normalized(cfg)
@@ -415,7 +417,8 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg),
-                           "threads": int(cpus), "progress": progress, "on_checkpoint": on_checkpoint},
+                           "threads": int(cpus), "progress": progress, "on_checkpoint": on_checkpoint,
+                           "s3_secrets": Secrets.from_env()},
         torch_config=ray.train.torch.TorchConfig(backend="nccl" if cfg.gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker=resources),
@@ -423,9 +426,9 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
             name=CHECKPOINTS, storage_path=storage_path, storage_filesystem=storage_fs,
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            # The store's endpoint and credentials reach the workers even when Ray was started before
-            # they were set (never logged: Ray keeps runtime_env out of worker output).
-            worker_runtime_env=stage_runtime_env() if out.remote else None),
+            # The store's endpoint reaches the workers even when Ray was started before it was set; the
+            # secrets travel in train_loop_config (a runtime env is logged by Ray's agent).
+            worker_runtime_env=stage_env() if out.remote else None),
     )
     t0 = time.perf_counter()
     try:
