@@ -20,7 +20,6 @@ model from it (the assumptions are flags, with their defaults stated in RESULTS.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -37,11 +36,11 @@ SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 def per_core_extract(clip: str, out: str, frames: int) -> float:
     from faceswap.config import ExtractConfig
     from faceswap.stages.extract import ExtractShard
+    from faceswap.stages.extract_plan import ExtractShardSpec
 
     shutil.rmtree(out, ignore_errors=True)
-    worker = ExtractShard(dataclasses.asdict(ExtractConfig(inputs=[clip], out=out)))
-    shard = {"id": "clip-00000", "kind": "video", "source": "clip", "uri": clip, "start": 0, "stop": frames,
-             "files": []}
+    worker = ExtractShard(ExtractConfig(inputs=[clip], out=out))
+    shard = ExtractShardSpec(id="clip-00000", kind="video", source="clip", uri=clip, start=0, stop=frames)
     t = time.perf_counter()
     row = worker.process(shard)
     seconds = time.perf_counter() - t

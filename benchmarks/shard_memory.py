@@ -55,15 +55,14 @@ def child(args) -> int:
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     proc, curve, t0 = psutil.Process(), [], time.perf_counter()
     if args.child == "extract":
-        import dataclasses
-
-        from faceswap.stages.extract import ExtractShard, plan_shards, validate_inputs
+        from faceswap.stages.extract import ExtractShard
+        from faceswap.stages.extract_plan import plan_shards, validate_inputs
 
         cfg = extract_config(args)
         shards = plan_shards(validate_inputs(cfg)[0], cfg, workers=1)
-        worker = ExtractShard(dataclasses.asdict(cfg))
+        worker = ExtractShard(cfg)
         for shard in shards:
-            row = worker({"spec": [json.dumps(shard)]})
+            row = worker({"spec": [shard.to_json()]})
             if row["status"][0] != "ok":
                 raise RuntimeError(row["error"][0])
             curve.append(round(proc.memory_info().rss / MB, 1))

@@ -19,7 +19,8 @@ from faceswap.errors import ConfigError
 
 def opt(default, help: str, **extra):
     """A dataclass field with help text (and an optional ``choices``/``flag``; ``uri=True``: a path or URI,
-    made absolute by ``normalized``; ``pixels=False``: a convert setting that never changes a segment's pixels)."""
+    made absolute by ``normalized``; ``pixels=False``: a convert setting that never changes a segment's pixels;
+    ``was``: the field's earlier name, named in the error a config file that still uses it gets)."""
     meta = {"help": help, **extra}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -133,7 +134,8 @@ class EvaluateConfig:
     original: str = req("the source video", uri=True)
     swapped: str = req("the swapped video", uri=True)
     target: list[str] = req("reference images or folders of the new face (B)")
-    source: list[str] = opt([], "reference images or folders of the replaced face (A); default: faces from the original")
+    replaced: list[str] = opt([], "reference images or folders of the replaced face (A); default: the original's "
+                                  "face in the same frame", was="source")
     json: str = opt("", "write the report as JSON here")
     plot: str = opt("", "write a PNG plot of per-frame identity distance and pose error here")
     workers: int = opt(0, "parallel evaluation tasks (0: automatic)")
@@ -158,11 +160,11 @@ class InspectConfig:
 class RunConfig:
     """The whole pipeline: extract both sides, train, convert and assemble."""
 
-    source: list[str] = req("footage with the face to replace (identity A)")
+    footage: list[str] = req("videos with the face to replace (identity A): files or folders", was="source")
     target: list[str] = req("photos or videos of the new face (identity B)")
     work: str = req("store for face sets, the model and segments: local folder or s3:// URI")
-    output: str = req("the swapped video (one source video) or a folder (several)")
-    identity: list[str] = opt([], "references of the person to replace in the source footage (others are left alone)")
+    output: str = req("the swapped video (one footage video) or a folder (several)")
+    identity: list[str] = opt([], "references of the person to replace in the footage (others are left alone)")
     target_identity: list[str] = opt([], "references of the new face, to filter the target material")
     evaluate: bool = opt(True, "evaluate the output and write report.json and report.png next to it")
     extract: dict = opt({}, "extract settings (ExtractConfig fields)")
@@ -188,6 +190,10 @@ def from_dict(cls, data: dict[str, Any], where: str):
         raise ConfigError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
+    renamed = {f.metadata["was"]: n for n, f in names.items() if f.metadata.get("was") in unknown}
+    if renamed:
+        old, new = next(iter(renamed.items()))
+        raise ConfigError(f"{where}: the key {old} is now called {new}")
     if unknown:
         raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
                           f"(known: {', '.join(names)})")
@@ -244,7 +250,7 @@ def load_run_config(path: str) -> RunConfig:
     cfg = from_dict(RunConfig, data, path)
     base = os.path.dirname(os.path.abspath(path))
     rel = lambda p: p if ("://" in p or os.path.isabs(p)) else os.path.normpath(os.path.join(base, p))  # noqa: E731
-    cfg.source = [rel(p) for p in cfg.source]
+    cfg.footage = [rel(p) for p in cfg.footage]
     cfg.target = [rel(p) for p in cfg.target]
     cfg.identity = [rel(p) for p in cfg.identity]
     cfg.target_identity = [rel(p) for p in cfg.target_identity]

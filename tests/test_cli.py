@@ -71,7 +71,7 @@ def test_missing_input_is_exit_2_with_the_file_named(run_cli, tmp_path):
 
 def test_run_config_with_unknown_key_is_exit_2(run_cli, tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("source: [a.mp4]\ntarget: [b.mp4]\nwork: w\noutput: o.mp4\ntrian: {steps: 3}\n")
+    cfg.write_text("footage: [a.mp4]\ntarget: [b.mp4]\nwork: w\noutput: o.mp4\ntrian: {steps: 3}\n")
     proc = run_cli("run", "--config", cfg)
     assert proc.returncode == 2
     assert "unknown key trian" in proc.stderr and "bad.yaml" in proc.stderr
@@ -82,7 +82,7 @@ def test_run_flags_override_only_what_is_given(tmp_path):
     from faceswap.cli import _run_config_from_args
 
     cfg = tmp_path / "p.yaml"
-    cfg.write_text("source: [a.mp4]\ntarget: [b.mp4]\nwork: w\noutput: o.mp4\n"
+    cfg.write_text("footage: [a.mp4]\ntarget: [b.mp4]\nwork: w\noutput: o.mp4\n"
                    "convert: {lossless: true, crf: 20}\ntrain: {steps: 7}\n")
     args = build_parser().parse_args(["run", "--config", str(cfg), "--train-workers", "2", "--convert-no-watermark"])
     run = _run_config_from_args(args)

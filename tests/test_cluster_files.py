@@ -213,7 +213,7 @@ def test_rayjob_manifest_runs_the_pipeline_on_the_same_cluster():
     from faceswap.config import RunConfig, from_dict
 
     cfg = from_dict(RunConfig, yaml.safe_load(docs["ConfigMap"]["data"]["pipeline.yaml"]), "rayjob.yaml")
-    assert all(uri.startswith("s3://") for uri in [*cfg.source, *cfg.target, cfg.work, cfg.output])
+    assert all(uri.startswith("s3://") for uri in [*cfg.footage, *cfg.target, cfg.work, cfg.output])
 
 
 def test_no_credentials_in_deployment_files():

@@ -19,23 +19,24 @@ def test_example_config_loads():
 
     here = os.path.dirname(__file__)
     cfg = load_run_config(os.path.join(here, "..", "examples", "pipeline.yaml"))
-    assert isinstance(cfg, RunConfig) and cfg.source and cfg.target
+    assert isinstance(cfg, RunConfig) and cfg.footage and cfg.target
     assert cfg.train["preset"] in ("lite", "original", "hd")
 
 
 def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
-    cfg = load_run_config(write(tmp_path, "source: [clips/a.mp4]\ntarget: s3://bucket/b.mp4\nwork: w\noutput: o.mp4\n"))
-    assert cfg.source == [str(tmp_path / "clips" / "a.mp4")]
+    cfg = load_run_config(write(tmp_path, "footage: [clips/a.mp4]\ntarget: s3://bucket/b.mp4\nwork: w\noutput: o.mp4\n"))
+    assert cfg.footage == [str(tmp_path / "clips" / "a.mp4")]
     assert cfg.target == ["s3://bucket/b.mp4"] and cfg.work == str(tmp_path / "w")
 
 
 @pytest.mark.parametrize("text, fragment", [
-    ("source: [a]\ntarget: [b]\nwork: w\noutput: o\nbogus: 1\n", "unknown key bogus"),
-    ("source: [a]\ntarget: [b]\nwork: w\n", "missing required key output"),
-    ("source: [a]\ntarget: [b]\nwork: w\noutput: o\ntrain: {stepz: 3}\n", "train: unknown key stepz"),
-    ("source: [a]\ntarget: [b]\nwork: w\noutput: o\ntrain: {a: x}\n", "train: a is set by the pipeline"),
-    ("source: [a]\ntarget: [b]\nwork: w\noutput: o\nevaluate: maybe\n", "expected true or false"),
-    ("source: [a\n", "not valid YAML"),
+    ("footage: [a]\ntarget: [b]\nwork: w\noutput: o\nbogus: 1\n", "unknown key bogus"),
+    ("footage: [a]\ntarget: [b]\nwork: w\n", "missing required key output"),
+    ("footage: [a]\ntarget: [b]\nwork: w\noutput: o\ntrain: {stepz: 3}\n", "train: unknown key stepz"),
+    ("footage: [a]\ntarget: [b]\nwork: w\noutput: o\ntrain: {a: x}\n", "train: a is set by the pipeline"),
+    ("footage: [a]\ntarget: [b]\nwork: w\noutput: o\nevaluate: maybe\n", "expected true or false"),
+    ("footage: [a\n", "not valid YAML"),
+    ("source: [a]\ntarget: [b]\nwork: w\noutput: o\n", "the key source is now called footage"),
 ])
 def test_bad_configs_are_refused_with_the_file_named(tmp_path, text, fragment):
     path = write(tmp_path, text)

@@ -161,7 +161,7 @@ def test_a_video_against_itself_is_perfect(ray_local, samples_dir, tmp_path):
     assert report["psnr_outside_db"] == fidelity.PSNR_CAP_DB
     # The faces show A, the target references B: nothing is retrieved as B.
     assert report["identity_retrieval"] == 0.0
-    assert report["identity_distance_source"] == pytest.approx(0.0, abs=1e-6)
+    assert report["identity_distance_replaced"] == pytest.approx(0.0, abs=1e-6)
     assert report["identity_distance_target"] > 0.6
     assert report["frames_original"] == report["frames_swapped"] == 100
     assert report["order_ok"] is True and report["frame_order_share"] == 1.0
@@ -219,7 +219,7 @@ def test_a_wrong_swap_shows_a_large_pose_error(ray_local, backend, samples_dir, 
     assert report["pose_error_roll_deg"] > 15.0
     # It is B (the refs' own still), so identity is retrieved; and a still face does not move.
     assert report["identity_retrieval"] > 0.5
-    assert report["identity_distance_target"] < report["identity_distance_source"]
+    assert report["identity_distance_target"] < report["identity_distance_replaced"]
     assert report["flicker_ratio"] < 0.5
     assert report["frames_swapped"] == 100 and report["order_ok"] is True
     assert report["has_audio_swapped"] is False and report["audio_ok"] is False
@@ -269,11 +269,11 @@ def test_cli_writes_json_and_plot(run_cli, samples_dir, tmp_path):
     a = os.path.join(samples_dir, "a_small.mp4")
     out_json, out_png = tmp_path / "r" / "report.json", tmp_path / "r" / "report.png"
     proc = run_cli("evaluate", "--original", a, "--swapped", a, "--target", os.path.join(samples_dir, "refs", "b.png"),
-                   "--source", os.path.join(samples_dir, "refs", "a.png"), "--max-frames", 4,
+                   "--replaced", os.path.join(samples_dir, "refs", "a.png"), "--max-frames", 4,
                    "--json", out_json, "--plot", out_png)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out_json.read_text())
-    assert report["frames"] == 4 and report["identity_source"] == "source references"
+    assert report["frames"] == 4 and report["identity_replaced_from"] == "--replaced references"
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "pose error" in proc.stdout and "PSNR outside the faces" in proc.stdout
 

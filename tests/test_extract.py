@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import cv2
@@ -16,6 +15,7 @@ from faceswap.faces import align
 from faceswap.faces.backend import make_backend
 from faceswap.faceset import FaceSet, alignment_schema
 from faceswap.stages.extract import ExtractShard, run_extract
+from faceswap.stages.extract_plan import ExtractShardSpec
 from faceswap.storage import Store, check_key
 
 
@@ -148,11 +148,11 @@ def test_a_shard_gives_the_same_records_and_crops_with_and_without_worker_thread
 
     if usable_cores() < 2:
         pytest.skip("the decode-ahead and crop-writer threads need a second core")
-    spec = {"id": "a-0", "kind": "video", "source": "a", "uri": clip["a_small.mp4"], "start": 10, "stop": 60}
+    spec = ExtractShardSpec(id="a-0", kind="video", source="a", uri=clip["a_small.mp4"], start=10, stop=60)
     stores = {}
     for overlap in (True, False):  # threads where a core is free; inline on one core
         cfg = _cfg([clip["a_small.mp4"]], tmp_path / f"overlap_{overlap}")
-        worker = ExtractShard(dataclasses.asdict(cfg), overlap=overlap)
+        worker = ExtractShard(cfg, overlap=overlap)
         assert worker.overlap is overlap
         assert worker.process(spec)["status"] == "ok"
         stores[overlap] = Store(cfg.out)

@@ -221,7 +221,7 @@ def test_pipeline_job_writes_the_swapped_film(ray_head, samples_dir, tmp_path):
     s = lambda name: os.path.join(samples_dir, name)  # noqa: E731
     out = tmp_path / "out" / "swapped.mp4"
     config = {
-        "source": [s("a_bystander_small.mp4")],
+        "footage": [s("a_bystander_small.mp4")],
         "target": [s("b_small.mp4"), s("refs/b.png")],
         "identity": [s("refs/a.png")],
         "target_identity": [s("refs/b.png")],

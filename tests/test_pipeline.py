@@ -34,7 +34,7 @@ def test_a_folder_of_footage_is_converted_video_by_video(recorded, samples_dir, 
     shutil.copy(os.path.join(samples_dir, "a_small.mp4"), footage / "a.mp4")
     shutil.copy(os.path.join(samples_dir, "a_bystander_small.mp4"), footage / "day2" / "b.mp4")
     shutil.copy(os.path.join(samples_dir, "refs/a.png"), footage / "a.png")
-    cfg = RunConfig(source=[str(footage)], target=[os.path.join(samples_dir, "b_small.mp4")],
+    cfg = RunConfig(footage=[str(footage)], target=[os.path.join(samples_dir, "b_small.mp4")],
                     work=str(tmp_path / "work"), output=str(tmp_path / "out"), evaluate=False)
     result = run_pipeline(cfg, progress=False)
     assert recorded["extract"][0].inputs == [str(footage)]
@@ -46,10 +46,10 @@ def test_footage_without_a_video_is_refused_naming_what_is_needed(recorded, samp
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(os.path.join(samples_dir, "refs/a.png"), photos / "a.png")
-    cfg = RunConfig(source=[str(photos)], target=[os.path.join(samples_dir, "b_small.mp4")],
+    cfg = RunConfig(footage=[str(photos)], target=[os.path.join(samples_dir, "b_small.mp4")],
                     work=str(tmp_path / "work"), output=str(tmp_path / "out.mp4"))
     from faceswap.stages.pipeline import run_pipeline
 
-    with pytest.raises(InputError, match=f"{photos}: no video in the source footage"):
+    with pytest.raises(InputError, match=f"{photos}: no video in the footage"):
         run_pipeline(cfg, progress=False)
     assert not recorded["extract"]

@@ -142,10 +142,10 @@ def test_wrong_credentials_are_refused_without_showing_them(s3_env, s3_bucket, c
 
 def test_run_config_with_unknown_keys_is_refused(clips, run_cli, tmp_path):
     cfg = tmp_path / "pipeline.yaml"
-    cfg.write_text(f"source: [{clips['a']}]\ntarget: [{clips['a']}]\nwork: {tmp_path / 'work'}\n"
+    cfg.write_text(f"footage: [{clips['a']}]\ntarget: [{clips['a']}]\nwork: {tmp_path / 'work'}\n"
                    f"output: {tmp_path / 'out.mp4'}\nextract: {{shard_frame: 10}}\n")
     refused(run_cli("run", "--config", cfg, timeout_s=300), str(cfg), "unknown key shard_frame")
-    cfg.write_text(f"source: [{clips['a']}]\ntarget: [{clips['a']}]\nwork: {tmp_path / 'work'}\n"
+    cfg.write_text(f"footage: [{clips['a']}]\ntarget: [{clips['a']}]\nwork: {tmp_path / 'work'}\n"
                    f"output: {tmp_path / 'out.mp4'}\nsteps: 10\n")
     refused(run_cli("run", "--config", cfg, timeout_s=300), str(cfg), "unknown key steps")
     assert not (tmp_path / "work").exists() and not (tmp_path / "out.mp4").exists()

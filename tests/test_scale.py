@@ -54,7 +54,8 @@ def test_short_film_gives_every_worker_two_shards():
 
 
 def test_manifest_of_a_100000_frame_run_stays_small(tmp_path):
-    from faceswap.stages.extract import _write_manifest, plan_shards
+    from faceswap.stages.extract import _write_manifest
+    from faceswap.stages.extract_plan import plan_shards
 
     frames = 100_000
     uri = "s3://films/feature-with-a-long-name.mp4"
@@ -63,7 +64,7 @@ def test_manifest_of_a_100000_frame_run_stays_small(tmp_path):
               "info": _info(frames)}
     cfg = ExtractConfig(inputs=[uri], out=str(tmp_path))
     shards = plan_shards([source], cfg, workers=64)
-    faces_of = {s["id"]: s["stop"] - s["start"] for s in shards}
+    faces_of = {s.id: s.frames for s in shards}
     summary = {"frames": frames, "faces": frames, "failed_frames": 0, "shards": len(shards), "bad_inputs": []}
     _write_manifest(Store(str(tmp_path)), cfg, [source], shards, faces_of, summary)
     size = (tmp_path / "manifest.json").stat().st_size

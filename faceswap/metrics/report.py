@@ -64,8 +64,8 @@ def build_report(records: list[dict], integrity: dict, settings: dict) -> dict:
         "metrics_over": "changed faces" if changed else "all faces (no face changed)",
         "identity_retrieval": float(np.mean(retrieved)) if retrieved else 0.0,
         "identity_distance_target": _mean(f.get("identity_distance_target") for f in subject),
-        "identity_distance_source": _mean(f.get("identity_distance_source") for f in subject),
-        "identity_source": settings.get("identity_source"),
+        "identity_distance_replaced": _mean(f.get("identity_distance_replaced") for f in subject),
+        "identity_replaced_from": settings.get("identity_replaced_from"),
         "pose_error_deg": _mean(f.get("pose_error_deg") for f in subject),
         **{f"pose_error_{a}_deg": _mean((f.get("pose_error_per_angle_deg") or [None] * 3)[i] for f in subject)
            for i, a in enumerate(ANGLES)},
@@ -87,9 +87,9 @@ _ROWS = [
     ("swapped_frames", "frames with a changed face", "{}", ""),
     ("changed_faces", "changed faces", "{}", ""),
     ("unchanged_faces", "unchanged faces (bystanders)", "{}", ""),
-    ("identity_retrieval", "identity retrieval", "{:.1%}", "nearer the target than the source, within 0.6"),
+    ("identity_retrieval", "identity retrieval", "{:.1%}", "nearer the target than the replaced face, within 0.6"),
     ("identity_distance_target", "identity distance to target", "{:.3f}", "dlib embedding, same person < 0.6"),
-    ("identity_distance_source", "identity distance to source", "{:.3f}", "dlib embedding"),
+    ("identity_distance_replaced", "identity distance to replaced", "{:.3f}", "dlib embedding, to the face replaced (A)"),
     ("pose_error_deg", "pose error", "{:.2f}", "deg, mean of |dyaw|, |dpitch|, |droll|"),
     ("pose_error_yaw_deg", "  yaw", "{:.2f}", "deg"),
     ("pose_error_pitch_deg", "  pitch", "{:.2f}", "deg"),
@@ -127,18 +127,18 @@ def plot_png(report: dict) -> bytes:
     from matplotlib.figure import Figure  # no pyplot: renders with Agg, touches no global backend
 
     over_changed = report.get("changed_faces", 0) > 0
-    frames, d_t, d_s, pose = [], [], [], []
+    frames, d_t, d_r, pose = [], [], [], []
     for rec in report["per_frame"]:
         faces = [f for f in rec["faces"] if f["changed"] or not over_changed]
         frames.append(rec["frame"])
         d_t.append(_mean(f.get("identity_distance_target") for f in faces))
-        d_s.append(_mean(f.get("identity_distance_source") for f in faces))
+        d_r.append(_mean(f.get("identity_distance_replaced") for f in faces))
         pose.append(_mean(f.get("pose_error_deg") for f in faces))
     nan = lambda xs: [np.nan if x is None else x for x in xs]  # noqa: E731 - gaps in the lines
     fig = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ax1.plot(frames, nan(d_t), ".-", label="to target")
-    ax1.plot(frames, nan(d_s), ".-", label="to source")
+    ax1.plot(frames, nan(d_r), ".-", label="to the replaced face")
     ax1.axhline(0.6, color="grey", linestyle="--", linewidth=1, label="same person (0.6)")
     ax1.set_ylabel("identity distance")
     ax1.legend(loc="upper right", fontsize="small")

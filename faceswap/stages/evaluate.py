@@ -46,17 +46,19 @@ class EvaluateShard:
     ``error_kind``. 1 shard -> 1 row per frame, or one failed row (frame -1) for a shard that failed.
     """
 
-    def __init__(self, original: str, swapped: str, target: list, source: list, settings: dict):
+    def __init__(self, cfg: EvaluateConfig, target: list, replaced: list, excluded_boxes: list):
+        """``target``, ``replaced``: the references' embeddings (B, and A or none); ``excluded_boxes``:
+        regions changed on purpose (the visible label), left out of PSNR outside the faces."""
         from faceswap.faces.backend import make_backend
         from faceswap.faces.identity import FaceEncoder
 
-        self.original_uri, self.swapped_uri = original, swapped
+        self.cfg = cfg
         self.target = np.asarray(target, dtype=np.float32).reshape(-1, 128)
-        self.source = np.asarray(source, dtype=np.float32).reshape(-1, 128)
-        self.settings = settings
+        self.replaced = np.asarray(replaced, dtype=np.float32).reshape(-1, 128)
+        self.excluded_boxes = excluded_boxes
         self.backend = make_backend("dlib")
         self.encoder = FaceEncoder()
-        self.scale = detection_scale(self.backend, settings["min_face_px"])  # as extract's tracker
+        self.scale = detection_scale(self.backend, cfg.min_face_px)  # as extract's tracker
 
     def __call__(self, batch: dict) -> dict:
         frames = [int(f) for f in batch["frames"][0]]
@@ -65,8 +67,8 @@ class EvaluateShard:
 
         def evaluate():
             with ExitStack() as stack:
-                orig_path = stack.enter_context(local_input(self.original_uri))
-                swap_path = stack.enter_context(local_input(self.swapped_uri))
+                orig_path = stack.enter_context(local_input(self.cfg.original))
+                swap_path = stack.enter_context(local_input(self.cfg.swapped))
                 for index, prev, orig, swap in _frame_pairs(orig_path, swap_path, frames):
                     rec = self.evaluate_frame(index, orig, swap, prev)
                     rows.append({"shard": shard, "frame": index, "record": json.dumps(report.clean(rec)), **OK})
@@ -95,14 +97,14 @@ class EvaluateShard:
 
     def identity(self, swapped: np.ndarray, pts_s: np.ndarray, original: np.ndarray,
                  pts_o: np.ndarray) -> tuple[float, float]:
-        """(distance to the target refs, distance to the source) of the swapped face."""
+        """(distance to the target refs, distance to the replaced face) of the swapped face."""
         emb = self.encoder.embed(swapped, pts_s)
         d_target = float(np.linalg.norm(self.target - emb, axis=1).min())
-        if len(self.source):
-            d_source = float(np.linalg.norm(self.source - emb, axis=1).min())
+        if len(self.replaced):
+            d_replaced = float(np.linalg.norm(self.replaced - emb, axis=1).min())
         else:
-            d_source = float(np.linalg.norm(self.encoder.embed(original, pts_o) - emb))
-        return d_target, d_source
+            d_replaced = float(np.linalg.norm(self.encoder.embed(original, pts_o) - emb))
+        return d_target, d_replaced
 
     def evaluate_frame(self, index: int, orig: np.ndarray, swap: np.ndarray,
                        prev: tuple[np.ndarray, np.ndarray] | None) -> dict:
@@ -114,11 +116,11 @@ class EvaluateShard:
         for i, (box, pts_o) in enumerate(self.find_faces(orig)):
             hull = hull_mask(pts_o, hw)
             diff = fidelity.face_difference(orig, swap, hull)
-            changed = diff > self.settings["changed_threshold"]
+            changed = diff > self.cfg.changed_threshold
             # An unchanged face is the original face: same box, so the same landmarks on the same pixels.
             box_s, redetected = self.redetect(swap, box) if changed else (box, False)
             pts_s = np.asarray(self.backend.landmarks(swap, [box_s])[0][0], np.float32)
-            d_target, d_source = self.identity(swap, pts_s, orig, pts_o)
+            d_target, d_replaced = self.identity(swap, pts_s, orig, pts_o)
             per_angle = pose.pose_error(pts_o, pts_s, hw)
             motion = None
             if prev is not None:  # the same boxes on the frames before: how far each face's landmarks moved
@@ -127,8 +129,8 @@ class EvaluateShard:
             faces.append({
                 "face": i, "bbox": box, "changed": bool(changed), "face_diff": diff,
                 "redetected": bool(redetected),
-                "identity_distance_target": d_target, "identity_distance_source": d_source,
-                "retrieved": bool(d_target < d_source and d_target < SAME_PERSON),
+                "identity_distance_target": d_target, "identity_distance_replaced": d_replaced,
+                "retrieved": bool(d_target < d_replaced and d_target < SAME_PERSON),
                 "pose_original_deg": pose.head_pose(pts_o, hw), "pose_swapped_deg": pose.head_pose(pts_s, hw),
                 "pose_error_per_angle_deg": per_angle, "pose_error_deg": float(np.mean(per_angle)),
                 "expression_error": expression.expression_error(pts_o, pts_s),
@@ -139,10 +141,10 @@ class EvaluateShard:
             hulls.append((hull, box))
             if changed:
                 changed_hulls.append(hull)
-        margin = lambda box: int(math.ceil(self.settings["mask_margin"] * (box[2] - box[0])))  # noqa: E731
+        margin = lambda box: int(math.ceil(self.cfg.mask_margin * (box[2] - box[0])))  # noqa: E731
         grown = [fidelity.outside_mask([h], hw, margin(b)) for h, b in hulls]
         outside = np.logical_and.reduce(grown) if grown else np.ones(hw, dtype=bool)
-        for x0, y0, x1, y1 in self.settings.get("excluded_boxes", []):
+        for x0, y0, x1, y1 in self.excluded_boxes:
             outside[y0:y1, x0:x1] = False
         sse, n = fidelity.squared_error(orig, swap, outside)
         rec = {
@@ -263,7 +265,7 @@ def run_evaluate(cfg: EvaluateConfig, cluster: Cluster | None = None) -> dict:
         raise InputError(f"{cfg.swapped}: frames are {info_s.width}x{info_s.height}, "
                          f"the original's are {info_o.width}x{info_o.height}")
     target = load_references(cfg.target)
-    source = load_references(cfg.source) if cfg.source else np.zeros((0, 128), np.float32)
+    replaced = load_references(cfg.replaced) if cfg.replaced else np.zeros((0, 128), np.float32)
     total = min(info_o.frames, info_s.frames)
     frames = select_frames(total, cfg.max_frames)
 
@@ -278,21 +280,19 @@ def run_evaluate(cfg: EvaluateConfig, cluster: Cluster | None = None) -> dict:
     tasks = [{"shard": sh.id, "frames": sel[(sel >= sh.start) & (sel < sh.stop)].tolist()} for sh in planned]
     tasks = [t for t in tasks if t["frames"]]
     label = label_box(cfg.swapped, info_s.width, info_s.height)
-    settings = {
-        # The visible "AI-GENERATED" label is a deliberate change: left out of PSNR outside the faces.
-        "excluded_boxes": [label] if label else [],
-        "min_face_px": cfg.min_face_px, "changed_threshold": cfg.changed_threshold,
-        "mask_margin": cfg.mask_margin, "max_frames": cfg.max_frames, "psnr_cap_db": fidelity.PSNR_CAP_DB,
-        "same_person": SAME_PERSON,
-        "identity_source": "source references" if cfg.source else "the original face in the same frame",
-    }
-    rows = cluster.run_shards(tasks, EvaluateShard, args=(cfg.original, cfg.swapped, target.tolist(),
-                                                          source.tolist(), settings),
+    # The visible "AI-GENERATED" label is a deliberate change: left out of PSNR outside the faces.
+    excluded = [label] if label else []
+    rows = cluster.run_shards(tasks, EvaluateShard, args=(cfg, target.tolist(), replaced.tolist(), excluded),
                               workers=workers, cpus=ACTOR_CPUS, progress=True)
     raise_for_failed(rows, "shards", lambda row: f"{cfg.swapped}: shard {row['shard']}", "rerun to retry them")
     records = [json.loads(row["record"]) for row in rows]
     if len(records) != len(frames):
         raise StageFailed(f"{cfg.swapped}: {len(records)} frame records for {len(frames)} selected frames")
+    # What the numbers were measured with, recorded in the report.
+    settings = {"excluded_boxes": excluded, "min_face_px": cfg.min_face_px, "changed_threshold": cfg.changed_threshold,
+                "mask_margin": cfg.mask_margin, "max_frames": cfg.max_frames, "psnr_cap_db": fidelity.PSNR_CAP_DB,
+                "same_person": SAME_PERSON,
+                "identity_replaced_from": "--replaced references" if cfg.replaced else "the original face in the same frame"}
     result = report.build_report(records, _integrity(info_o, info_s, records), settings)
     result = {"original": cfg.original, "swapped": cfg.swapped, **result}
     if cfg.json:

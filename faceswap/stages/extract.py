@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from collections import defaultdict
 
@@ -30,13 +27,11 @@ import numpy as np
 
 from faceswap.config import ExtractConfig, normalized
 from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
-from faceswap.faceset import (SCHEMA_VERSION, alignment_key, alignment_schema, finished_shards, shard_faces,
-                              write_manifest)
-from faceswap.inputs import expand, is_image
+from faceswap.faceset import alignment_key, alignment_schema, finished_shards, shard_faces, write_manifest
 from faceswap.raycluster import Cluster
-from faceswap.storage import Store, check_key, is_remote, local_input, normalize_uri
+from faceswap.stages.extract_plan import ExtractShardSpec, plan_shards, validate_inputs
+from faceswap.storage import Store, check_key, local_input
 
-IMAGES_PER_SHARD = 32
 # dlib's face recogniser costs ~100 ms a face: embed a track when it appears and then
 # every this many of its frames, not on every frame.
 IDENTITY_EVERY_FRAMES = 32
@@ -44,129 +39,23 @@ IDENTITY_EVERY_FRAMES = 32
 ACTOR_CPUS = 0.75
 
 
-# -- inputs and plan ---------------------------------------------------------------------
-
-def _check_image(uri: str, min_face_px: int) -> None:
-    with local_input(uri) as local:
-        if not os.path.isfile(local):
-            raise InputError(f"{uri}: no such file")
-        if os.path.getsize(local) == 0:
-            raise InputError(f"{uri}: empty file (0 bytes)")
-        img = cv2.imread(local, cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{uri}: not a readable image")
-        h, w = img.shape[:2]
-        if min(h, w) < min_face_px:  # cannot hold a face the detector is set to find
-            raise InputError(f"{uri}: image too small ({w}x{h}; faces must be at least --min-face-px "
-                             f"{min_face_px} px)")
-
-
-def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
-    """Sources to extract (one per video; one per input argument for its photos) and bad inputs."""
-    from faceswap.video.probe import keyframes, probe, signature
-    from faceswap.video.shards import source_id
-
-    if not cfg.inputs:
-        raise InputError("extract: no inputs given")
-    sources, bad = [], []
-
-    def refuse(uri, exc):
-        if not cfg.keep_going:
-            raise exc
-        bad.append({"uri": uri, "error": str(exc)})
-
-    seen: set[str] = set()
-    for arg in cfg.inputs:
-        try:
-            files = expand(arg)
-        except FaceswapError as exc:
-            refuse(arg, exc)
-            continue
-        files = [f for f in files if f not in seen]  # a file named twice (or in two folders given) counts once
-        seen.update(files)
-        images = []
-        for uri in files:
-            try:
-                if is_image(uri):
-                    _check_image(uri, cfg.min_face_px)
-                    images.append(uri)
-                    continue
-                with local_input(uri) as local:
-                    info = probe(local)
-                    keys = keyframes(local)
-                    sig = signature(local)
-                sources.append({"kind": "video", "uri": uri, "source": source_id(uri), "signature": sig,
-                                "frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height,
-                                "keyframes": keys, "info": info})
-            except FaceswapError as exc:
-                refuse(uri, exc if uri in str(exc) else InputError(f"{uri}: {exc}"))
-        if images:
-            folder = arg if is_remote(arg) else normalize_uri(arg)
-            sources.append({"kind": "images", "uri": folder, "source": source_id(folder), "frames": len(images),
-                            "files": images})
-    return sources, bad
-
-
-# The settings that shape a shard's records; the others (workers, decoder, ...) change how, not what.
-RECORD_SETTINGS = ("backend", "detector", "fan_detector", "size", "centering", "image_format", "min_face_px",
-                   "detect_every", "check_every", "smooth", "identity_threshold")
-
-
-def settings_fingerprint(cfg: ExtractConfig, refs: np.ndarray | None) -> str:
-    """Hash of what decides a shard's records: the record settings, the schema and the references
-    (their embeddings to 3 decimals, so the same photos give the same hash on any machine)."""
-    doc = {k: getattr(cfg, k) for k in RECORD_SETTINGS}
-    doc["schema"] = SCHEMA_VERSION
-    if refs is not None:
-        doc["identity"] = hashlib.sha1(np.round(np.asarray(refs, np.float64), 3).tobytes()).hexdigest()
-    return hashlib.sha1(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _shard_id(base: str, fingerprint: str, start: int, stop: int, files: list[str]) -> str:
-    tag = hashlib.sha1(json.dumps([fingerprint, start, stop, files]).encode()).hexdigest()[:8]
-    return f"{base}-{tag}"
-
-
-def plan_shards(sources: list[dict], cfg: ExtractConfig, workers: int, refs: np.ndarray | None = None) -> list[dict]:
-    from faceswap.video.shards import plan_video_shards
-
-    fingerprint = settings_fingerprint(cfg, refs)
-    shards = []
-    for src in sources:
-        if src["kind"] == "video":
-            for s in plan_video_shards(src["source"], src["uri"], src["info"], src["keyframes"],
-                                       shard_frames=cfg.shard_frames, workers=workers):
-                shards.append({"id": _shard_id(s.id, fingerprint, s.start, s.stop, []), "kind": "video",
-                               "source": s.source, "uri": s.uri, "start": s.start, "stop": s.stop, "files": []})
-        else:
-            files = src["files"]
-            for i, start in enumerate(range(0, len(files), IMAGES_PER_SHARD)):
-                stop = min(start + IMAGES_PER_SHARD, len(files))
-                chunk = files[start:stop]
-                shards.append({"id": _shard_id(f"{src['source']}-{i:05d}", fingerprint, start, stop, chunk),
-                               "kind": "images", "source": src["source"], "uri": src["uri"], "start": start,
-                               "stop": stop, "files": chunk})
-    return shards
-
-
 # -- the per-shard work -------------------------------------------------------------------
 
 class ExtractShard:
     """Ray Data callable class: one shard in, one summary row out.
 
-    In:  ``spec`` (JSON of a shard: id, kind, source, uri, start, stop, files).
+    In:  ``spec`` (ExtractShardSpec.to_json()).
     Out: ``shard``, ``source``, ``frames``, ``faces``, ``failed_frames``, ``status`` (ok | failed),
          ``error``, ``seconds``. Side effects: crops and alignments/<shard>.parquet in the store.
     Fan-out: 1 shard (~100-500 frames) -> one crop and one record per kept face per frame.
     """
 
-    def __init__(self, settings: dict, refs: list | None = None, overlap: bool = True):
+    def __init__(self, cfg: ExtractConfig, refs: list | None = None, overlap: bool = True):
         from faceswap.faces.backend import make_backend
         from faceswap.faces.identity import FaceEncoder
         from faceswap.raycluster import usable_cores
 
-        self.cfg = ExtractConfig(**settings)
-        c = self.cfg
+        self.cfg = c = cfg
         cv2.setNumThreads(1)  # one core per actor: the pool, not OpenCV, scales across cores
         self.backend = make_backend(c.backend, c.fan_detector if c.backend == "fan" else c.detector,
                                     c.model_dir, c.device)
@@ -178,11 +67,11 @@ class ExtractShard:
         self.overlap = bool(overlap) and usable_cores() > 1
 
     def __call__(self, batch: dict) -> dict:
-        rows = [self.process(json.loads(spec)) for spec in batch["spec"]]
+        rows = [self.process(ExtractShardSpec.from_json(spec)) for spec in batch["spec"]]
         return {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
 
     # One shard; every failure becomes a status row, counted and reported by run_extract.
-    def process(self, shard: dict) -> dict:
+    def process(self, shard: ExtractShardSpec) -> dict:
         import ray
 
         from faceswap.heap import release_freed_memory
@@ -191,25 +80,24 @@ class ExtractShard:
         self.records, self.failed = [], 0
         row = shard_status(lambda: self._extract(shard))
         release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
-        return {"shard": shard["id"], "source": shard["source"], "frames": shard["stop"] - shard["start"],
+        return {"shard": shard.id, "source": shard.source, "frames": shard.frames,
                 "faces": len(self.records) if row["status"] == "ok" else 0, "failed_frames": self.failed, **row,
                 "seconds": time.perf_counter() - t0, "started": started, "finished": time.time(),
                 "node": ray.get_runtime_context().get_node_id()}
 
-    def _extract(self, shard: dict) -> None:
+    def _extract(self, shard: ExtractShardSpec) -> None:
         from faceswap.faces.crop_writer import CropWriter
 
         # Crops are warped, encoded and stored (on a thread with `overlap`); all are in the store before the Parquet.
         with CropWriter(self.store, self.cfg.size, self.cfg.image_format, background=self.overlap) as self.crops:
-            if shard["kind"] == "video":
+            if shard.kind == "video":
                 self._video(shard)
             else:
                 self._images(shard)
-        frames = shard["stop"] - shard["start"]
-        if self.failed > self.cfg.max_failed_frames * frames:
-            raise InputError(f"{shard['uri']}: {self.failed} of {frames} frames in [{shard['start']}, "
-                             f"{shard['stop']}) could not be read")
-        self.store.write_parquet(alignment_key(shard["id"]), self._table())  # last: the done-marker
+        if self.failed > self.cfg.max_failed_frames * shard.frames:
+            raise InputError(f"{shard.uri}: {self.failed} of {shard.frames} frames in [{shard.start}, "
+                             f"{shard.stop}) could not be read")
+        self.store.write_parquet(alignment_key(shard.id), self._table())  # last: the done-marker
 
     def _tracker(self):
         from faceswap.faces.tracker import FaceTracker
@@ -218,15 +106,15 @@ class ExtractShard:
         return FaceTracker(self.backend, detect_every=c.detect_every, min_face_px=c.min_face_px, smooth=c.smooth,
                            check_every=c.check_every)
 
-    def _video(self, shard: dict) -> None:
+    def _video(self, shard: ExtractShardSpec) -> None:
         from faceswap.video.decode import Prefetch, iter_frames
 
         tracker, identities = self._tracker(), {}
-        next_frame = shard["start"]
+        next_frame = shard.start
         # Decoding runs a few frames ahead in a thread where a core is free to overlap it with tracking.
         ahead = Prefetch if self.overlap else contextlib.closing
-        with (local_input(shard["uri"]) as path,
-              ahead(iter_frames(path, shard["start"], shard["stop"], decoder=self.cfg.decoder)) as frames):
+        with (local_input(shard.uri) as path,
+              ahead(iter_frames(path, shard.start, shard.stop, decoder=self.cfg.decoder)) as frames):
             while True:
                 try:
                     index, ts, rgb = next(frames)
@@ -235,10 +123,10 @@ class ExtractShard:
                 except InputError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - decoding died mid-shard: count what is lost
-                    lost = shard["stop"] - next_frame
+                    lost = shard.stop - next_frame
                     self.failed += lost
-                    if lost > self.cfg.max_failed_frames * (shard["stop"] - shard["start"]):
-                        raise InputError(f"{shard['uri']}: decoding stopped at frame {next_frame} "
+                    if lost > self.cfg.max_failed_frames * shard.frames:
+                        raise InputError(f"{shard.uri}: decoding stopped at frame {next_frame} "
                                          f"({type(exc).__name__}: {exc})") from None
                     break
                 next_frame = index + 1
@@ -248,11 +136,11 @@ class ExtractShard:
                 for face in faces:
                     self._keep(shard, index, ts, rgb, face, identities)
 
-    def _images(self, shard: dict) -> None:
+    def _images(self, shard: ExtractShardSpec) -> None:
         from faceswap.faces.identity import read_image
 
-        for offset, uri in enumerate(shard["files"]):
-            index = shard["start"] + offset
+        for offset, uri in enumerate(shard.files):
+            index = shard.start + offset
             try:
                 with local_input(uri) as path:
                     rgb = read_image(path, uri)
@@ -280,10 +168,10 @@ class ExtractShard:
             if distance > c.identity_threshold:
                 return
         matrix = align.alignment_matrix(face.landmarks, c.size, c.centering)
-        key = check_key(f"faces/{shard['id']}/{index:08d}_{face.track:02d}.{c.image_format}")
+        key = check_key(f"faces/{shard.id}/{index:08d}_{face.track:02d}.{c.image_format}")
         self.crops.submit(key, rgb, matrix)
         self.records.append({
-            "source": shard["source"], "shard": shard["id"], "frame": int(index), "timestamp_s": float(ts),
+            "source": shard.source, "shard": shard.id, "frame": int(index), "timestamp_s": float(ts),
             "face": int(face.track), "bbox": face.bbox.tolist(), "landmarks": face.landmarks.reshape(-1).tolist(),
             "matrix": np.asarray(matrix, np.float64).reshape(-1).tolist(), "size": int(c.size),
             "identity_distance": None if distance is None else float(distance), "crop": key,
@@ -322,37 +210,32 @@ def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | No
     workers = cluster.workers(cfg.workers, ACTOR_CPUS)
     shards = plan_shards(sources, cfg, workers, refs)
     done = finished_shards(store)
-    todo = [s for s in shards if s["id"] not in done]
+    todo = [s for s in shards if s.id not in done]
     pool = max(1, min(workers, len(todo)))
     # An actor overlaps decoding and crop writing with tracking only where it has ~2 cores to itself.
     overlap = cluster_cpus() / pool >= 1.5
     rows = cluster.run_shards(
-        [{"spec": json.dumps(s)} for s in todo], ExtractShard, workers=workers, progress=progress,
+        [{"spec": s.to_json()} for s in todo], ExtractShard, workers=workers, progress=progress,
         cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
-        kwargs={"settings": dataclasses.asdict(cfg), "refs": None if refs is None else refs.tolist(),
-                "overlap": overlap})
+        kwargs={"cfg": cfg, "refs": None if refs is None else refs.tolist(), "overlap": overlap})
 
     failed = [r for r in rows if r["status"] != "ok"]
     if not cfg.keep_going:
-        spec_of = {s["id"]: s for s in todo}
-
-        def where(row):
-            spec = spec_of[row["shard"]]
-            return f"{spec['uri']}: shard {row['shard']} (frames [{spec['start']}, {spec['stop']}))"
-
-        raise_for_failed(rows, "shards", where, "rerun to retry them, or --keep-going to finish the others")
+        spec_of = {s.id: s for s in todo}
+        raise_for_failed(rows, "shards", lambda row: spec_of[row["shard"]].where(),
+                         "rerun to retry them, or --keep-going to finish the others")
 
     by_id = {r["shard"]: r for r in rows}
-    faces_of = {s["id"]: by_id[s["id"]]["faces"] if s["id"] in by_id else shard_faces(store, s["id"])
-                for s in shards if s["id"] in done or by_id.get(s["id"], {}).get("status") == "ok"}
+    faces_of = {s.id: by_id[s.id]["faces"] if s.id in by_id else shard_faces(store, s.id)
+                for s in shards if s.id in done or by_id.get(s.id, {}).get("status") == "ok"}
     per_source = defaultdict(lambda: {"frames": 0, "faces": 0, "failed_frames": 0, "shards": 0, "skipped": 0})
     for s in shards:
-        p = per_source[s["source"]]
-        p["frames"] += s["stop"] - s["start"]
+        p = per_source[s.source]
+        p["frames"] += s.frames
         p["shards"] += 1
-        p["skipped"] += s["id"] in done
-        p["faces"] += faces_of.get(s["id"], 0)
-        p["failed_frames"] += by_id.get(s["id"], {}).get("failed_frames", 0)
+        p["skipped"] += s.id in done
+        p["faces"] += faces_of.get(s.id, 0)
+        p["failed_frames"] += by_id.get(s.id, {}).get("failed_frames", 0)
     incomplete = {r["source"] for r in failed}
     no_faces = [src for src in sources if per_source[src["source"]]["faces"] == 0 and src["source"] not in incomplete]
     for src in no_faces:
@@ -367,7 +250,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | No
     new_faces = sum(r["faces"] for r in rows)
     summary = {
         "out": store.uri, "sources": len(sources), "bad_inputs": bad,
-        "shards": len(shards), "shards_skipped": len(done & {s["id"] for s in shards}),
+        "shards": len(shards), "shards_skipped": len(done & {s.id for s in shards}),
         "shards_failed": [{"shard": r["shard"], "error": r["error"]} for r in failed],
         "frames": sum(p["frames"] for p in per_source.values()),
         "faces": sum(p["faces"] for p in per_source.values()),
@@ -391,8 +274,7 @@ def _write_manifest(store, cfg, sources, shards, faces_of, summary) -> None:
     write_manifest(
         store, settings={k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("inputs", "out")},
         inputs=[{k: v for k, v in src.items() if k not in ("info", "keyframes")} for src in sources],
-        shards=[{"id": s["id"], "source": s["source"], "uri": s["uri"], "start": s["start"], "stop": s["stop"],
-                 "faces": faces_of.get(s["id"], 0)} for s in shards],
+        shards=[s.manifest_entry(faces_of.get(s.id, 0)) for s in shards],
         counts={k: summary[k] for k in ("frames", "faces", "failed_frames", "shards")},
         bad_inputs=summary["bad_inputs"])
 

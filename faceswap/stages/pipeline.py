@@ -64,14 +64,14 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, cluster: Cluster | None 
 
     t0 = time.monotonic()
     # The footage as extract reads it (folders included): its videos are what convert renders.
-    videos = videos_in(cfg.source)
+    videos = videos_in(cfg.footage)
     if not videos:
-        raise InputError(f"{', '.join(cfg.source)}: no video in the source footage (convert renders video "
+        raise InputError(f"{', '.join(cfg.footage)}: no video in the footage (convert renders video "
                          f"files; photos of the person only help training, as --target or --identity)")
     outputs = [_output_for(cfg, video, videos) for video in videos]
     clash = next((o for o in outputs if outputs.count(o) > 1), None)
     if clash:
-        raise InputError(f"{clash}: two source videos share a file name; give them different names")
+        raise InputError(f"{clash}: two footage videos share a file name; give them different names")
     work = Store(cfg.work)
     work.check_writable()
     cluster = cluster or Cluster()
@@ -83,7 +83,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, cluster: Cluster | None 
             print(f"\n== {name} ({time.monotonic() - t0:.0f} s) ==", flush=True)
 
     stage("extract A: the face to replace")
-    results["extract_a"] = run_extract(ExtractConfig(inputs=cfg.source, out=faces_a, identity=cfg.identity,
+    results["extract_a"] = run_extract(ExtractConfig(inputs=cfg.footage, out=faces_a, identity=cfg.identity,
                                                      **cfg.extract), progress=progress, cluster=cluster)
     stage("extract B: the new face")
     results["extract_b"] = run_extract(ExtractConfig(inputs=cfg.target, out=faces_b, identity=cfg.target_identity,
@@ -105,7 +105,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, cluster: Cluster | None 
 
                 base = _report_base(out)
                 ev = EvaluateConfig(original=video, swapped=out, target=_target_references(cfg, faces_b, tmp),
-                                    source=cfg.identity, json=f"{base}.report.json", plot=f"{base}.report.png")
+                                    replaced=cfg.identity, json=f"{base}.report.json", plot=f"{base}.report.png")
                 report = run_evaluate(ev, cluster=cluster)
                 if progress:
                     print_report(report)
@@ -126,7 +126,7 @@ def run_demo(out_dir: str, steps: int = 0, cluster: Cluster | None = None) -> di
     print(f"writing sample clips to {out_dir}/samples", flush=True)
     samples = write_samples(os.path.join(out_dir, "samples"), sizes=("small",))
     cfg = RunConfig(
-        source=[samples["a_bystander_small.mp4"]],
+        footage=[samples["a_bystander_small.mp4"]],
         target=[samples["b_small.mp4"], samples["refs/b.png"]],
         identity=[samples["refs/a.png"]],
         target_identity=[samples["refs/b.png"]],
