@@ -204,5 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def entry() -> None:
+    """The ``faceswap`` command: main() with Ray's native log lines about its own design kept off
+    stderr (native_logs; the process's stderr is only swapped here, at its entry point)."""
+    from faceswap.native_logs import NativeLogFilter
+
+    with NativeLogFilter():
+        code = main()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

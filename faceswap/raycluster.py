@@ -153,11 +153,19 @@ def quiet_worker_logs() -> None:
     Ray Train's PlacementGroupCleaner asks the State API (served by the dashboard) every second whether
     the controller lives, and warns each time it cannot; its job (removing a dead controller's placement
     group) is moot on a local Ray, which ends with its driver. Ray Train also logs every report() of
-    every checkpoint ("Reporting training result ... TrainingReport(...)"): faceswap prints its own line.
+    every checkpoint ("Reporting training result ... TrainingReport(...)", "Checkpoint successfully created
+    at ...") and how it starts its worker group (the resources it asks for, the group, the process group):
+    faceswap prints its own lines for checkpoints and the start, and a local Ray has the resources at once.
     """
     _quiet("ray.train.v2._internal.execution.controller.placement_group_cleaner",
            "Failed to query Ray Train Controller actor state")
     _quiet(_ray_file_logger("train/v2/_internal/execution/context.py"), "Reporting training result")
+    _quiet("ray.train.v2._internal.execution.storage", "Checkpoint successfully created")
+    group = "ray.train.v2._internal.execution.worker_group.worker_group"
+    _quiet(group, "Started training worker group")
+    _quiet(group, "Attempting to start training worker group")
+    _quiet("ray.train.v2._internal.execution.scaling_policy.scaling_policy", "Requesting resources")
+    _quiet("ray.train.torch.config", "Setting up process group for")
 
 
 def _has(resource: str) -> bool:

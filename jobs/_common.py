@@ -38,4 +38,7 @@ def run_command(command: str, argv: list[str] | None = None) -> int:
         sys.stderr.write(f"faceswap: cannot import the faceswap package ({exc}); submit with --working-dir "
                          f"set to the repository root, or install it on the cluster (see cluster/README.md)\n")
         return 2
-    return main([command, *(sys.argv[1:] if argv is None else argv)])
+    from faceswap.native_logs import NativeLogFilter
+
+    with NativeLogFilter():  # as the `faceswap` command: Ray's native chatter off the job's log
+        return main([command, *(sys.argv[1:] if argv is None else argv)])

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from faceswap.cli import build_parser, main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 COMMANDS = ["extract", "train", "convert", "assemble", "run", "demo", "evaluate", "verify", "samples"]
 
@@ -108,6 +113,40 @@ def test_a_command_on_its_own_local_ray_shows_its_work_not_rays_notices(run_cli,
     assert "pose error" in proc.stdout
     assert "Token authentication" not in proc.stdout + proc.stderr
     assert "will not allow it to scale up" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    # Ray's core worker writes this E line to fd 2 for every Ray Data actor pool (native_logs).
+    assert "has constructor arguments in the object store" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_else_at_once(tmp_path):
+    """fd 2 writes as Ray's C++ logger and Python make them: a noise line split over writes, another
+    native line, a progress bar redrawn with \r and no newline, and the command's one-line error."""
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent('''
+        import os, sys, time
+        from faceswap.native_logs import NativeLogFilter
+        with NativeLogFilter() as f:
+            os.write(2, b"[2026-11-30 10:21:33,683 E 9359 9359] core_worker.cc:2465: Actor with class name: "
+                        b"'MapWorker(MapBatches(ExtractShard))' and ID: 'ab' has constructor ")
+            time.sleep(0.2)
+            os.write(2, b"arguments in the object store and max_restarts > 0. If the arguments ...\\n")
+            os.write(2, b"[2026-11-30 10:21:34,000 E 9359 9359] raylet_client.cc:12: a real native error\\n")
+            sys.stderr.write("progress 1/3\\rprogress 2/3\\r")
+            sys.stderr.flush()
+            time.sleep(0.3)
+            with open(sys.argv[1], "wb") as seen:  # what the terminal shows before the line ends
+                seen.write(open(sys.argv[2], "rb").read())
+            sys.stderr.write("progress 3/3\\nfaceswap: error: clip.mp4: not a video file\\n")
+        sys.stdout.write(str(f.dropped))
+    '''))
+    err_path, seen_path = tmp_path / "stderr.txt", tmp_path / "seen.txt"
+    with open(err_path, "wb") as err:
+        proc = subprocess.run([sys.executable, str(script), str(seen_path), str(err_path)], stderr=err,
+                              stdout=subprocess.PIPE, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout == "1"
+    text = err_path.read_bytes().decode()  # bytes: read_text would turn \r into \n
+    assert text == ("[2026-11-30 10:21:34,000 E 9359 9359] raylet_client.cc:12: a real native error\n"
+                    "progress 1/3\rprogress 2/3\rprogress 3/3\nfaceswap: error: clip.mp4: not a video file\n")
+    assert seen_path.read_bytes().decode().endswith("progress 1/3\rprogress 2/3\r")  # partial lines are not held back
 
 
 def test_ray_trains_per_checkpoint_report_line_is_dropped_and_real_warnings_kept():

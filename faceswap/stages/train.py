@@ -281,7 +281,7 @@ def train_loop(config: dict) -> None:
             shown.load_state_dict(ema.weights(raw))
         return shown
 
-    model = ray.train.torch.prepare_model(raw)                     # DDP when world > 1
+    model = ray.train.torch.prepare_model(raw, move_to_device=False)  # DDP when world > 1 (raw is on device)
     stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
                       flip=cfg.flip, background_weight=cfg.background_weight)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
