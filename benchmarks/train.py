@@ -7,8 +7,10 @@ The bare loop samples from crops already decoded in memory, so it is the
 ceiling; the Ray loop streams from the face sets (decode threads, shuffle
 buffer), and also renders previews and writes metrics as a real run does.
 Prints samples/s of both, their ratio (goal >= 0.9) and the share of the Ray
-loop's step time spent waiting for data (goal <= 5%). Without --a/--b it builds
-two face sets from the sample photos (astronaut, Grace Hopper).
+loop's step time spent waiting for data (goal <= 5%). Also the bare loop with
+the recipe options (--background-weight 0.1 --eye-mouth-weight 1 --ema 0.998),
+as a ratio to the plain bare loop: what those options cost per step. Without
+--a/--b it builds two face sets from the sample photos (astronaut, Grace Hopper).
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ import numpy as np
 import torch
 
 
-def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int) -> float:
-    """Faces/s of a plain single-process loop over pre-decoded crops."""
+RECIPE = {"background_weight": 0.1, "eye_mouth_weight": 1.0, "ema": 0.998}  # train's recipe options
+
+
+def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int, recipe: bool = False) -> float:
+    """Faces/s of a plain single-process loop over pre-decoded crops (``recipe``: with RECIPE's weighted loss
+    and a weight average updated after every step, as train_loop does)."""
     from faceswap.model.autoencoder import FaceSwapModel, preset
     from faceswap.faceset import FaceSet
     from faceswap.model.dataset import decode_sample
+    from faceswap.model.ema import WeightAverage
     from faceswap.stages.train import Stepper, make_optimizer
     from faceswap.storage import Store
 
@@ -41,7 +48,10 @@ def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads:
         data.append((np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])))
     torch.manual_seed(0)
     model = FaceSwapModel(mcfg)
-    stepper = Stepper(model, model, make_optimizer(model, mcfg.lr), torch.device("cpu"), 0.0, seed=0)
+    stepper = Stepper(model, model, make_optimizer(model, mcfg.lr), torch.device("cpu"),
+                      RECIPE["eye_mouth_weight"] if recipe else 0.0, seed=0,
+                      background_weight=RECIPE["background_weight"] if recipe else 1.0)
+    ema = WeightAverage(model, RECIPE["ema"]) if recipe else None
     rng = np.random.default_rng(0)
 
     def draw(images, maps):
@@ -53,6 +63,8 @@ def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads:
         if i == warmup:
             t0 = time.perf_counter()
         stepper.step(draw(*data[0]), draw(*data[1]), mcfg.lr)
+        if ema is not None:
+            ema.update(model)
     return 2 * batch * steps / (time.perf_counter() - t0)
 
 
@@ -98,6 +110,7 @@ def main() -> int:
     threads = cluster_cpus()          # what the single Ray Train worker gets too
 
     bare = bare_loop(a, b, args.preset, args.steps, batch, threads)
+    recipe = bare_loop(a, b, args.preset, args.steps, batch, threads, recipe=True)
     with_ray, wait_share = ray_loop(a, b, args.preset, args.steps, batch, os.path.join(work, "out"))
     ray.shutdown()
     ratio = with_ray / bare
@@ -105,6 +118,8 @@ def main() -> int:
     print(f"bare PyTorch loop   {bare:8.1f} faces/s")
     print(f"Ray Train loop      {with_ray:8.1f} faces/s   ratio {ratio:.2f} (goal >= 0.9)")
     print(f"data wait share     {100 * wait_share:8.1f} %      (goal <= 5%)")
+    print(f"bare, recipe opts   {recipe:8.1f} faces/s   ratio to bare {recipe / bare:.2f} "
+          f"({', '.join(f'{k} {v:g}' for k, v in RECIPE.items())})")
     return 0
 
 
