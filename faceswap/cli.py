@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", "make the sample clips and run the whole pipeline on them, locally")
     p.add_argument("--out", default="demo-out", metavar="DIR", help="folder for the samples, store and outputs")
-    p.add_argument("--steps", type=int, default=0, metavar="N", help="training steps (0: the demo's default)")
+    p.add_argument("--steps", type=int, default=0, metavar="N", help=f"training steps (0: the demo's default, {C.DEMO_STEPS} steps or "
+                                                                      f"{C.DEMO_TRAIN_MINUTES:g} minutes of training, whichever "
+                                                                      "comes first)")
 
     p = add("evaluate", "measure a swap: identity, pose, expression, flicker, fidelity, integrity")
     C.add_arguments(p, C.EvaluateConfig)

@@ -156,6 +156,12 @@ class InspectConfig:
     json: str = opt("", "write the report as JSON here")
 
 
+# `faceswap demo` trains DEMO_STEPS steps or DEMO_TRAIN_MINUTES minutes, whichever comes first: 1500 steps take
+# 4-6 minutes on an idle 2-core machine but 12 on a day it runs at half speed, and the demo must stay within 15.
+DEMO_STEPS = 1500
+DEMO_TRAIN_MINUTES = 9.0
+
+
 @dataclass
 class RunConfig:
     """The whole pipeline: extract both sides, train, convert and assemble."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import time
 
-from faceswap.config import ConvertConfig, EvaluateConfig, ExtractConfig, RunConfig, TrainConfig
+from faceswap.config import (DEMO_STEPS, DEMO_TRAIN_MINUTES, ConvertConfig, EvaluateConfig, ExtractConfig, RunConfig,
+                             TrainConfig)
 from faceswap.errors import InputError
 from faceswap.faceset import FaceSet
 from faceswap.inputs import is_video, videos_in
@@ -22,7 +23,6 @@ from faceswap.storage import Store, is_remote
 from faceswap.video.shards import source_id
 
 DEMO_LABEL = "AI-GENERATED"
-DEMO_STEPS = 1500
 
 
 def _output_for(cfg: RunConfig, video: str, videos: list[str]) -> str:
@@ -134,7 +134,8 @@ def run_demo(out_dir: str, steps: int = 0, cluster: Cluster | None = None) -> di
         output=os.path.join(out_dir, "swapped.mp4"),
         # No mirrored samples: each sample identity is one photo in one pose, and with flips the decoders
         # learn both mirror images, so A's head turn could map to B's mirrored one (pose error 6.2 -> 3.5 deg).
-        train={"preset": "lite", "steps": steps or DEMO_STEPS, "flip": 0.0},
+        train={"preset": "lite", "steps": steps or DEMO_STEPS, "minutes": 0.0 if steps else DEMO_TRAIN_MINUTES,
+               "flip": 0.0},
         # Lossless, so the evaluation can show that nothing outside the faces changed.
         convert={"lossless": True, "label": DEMO_LABEL},
     )
