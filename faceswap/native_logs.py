@@ -75,18 +75,14 @@ class NativeLogFilter:
         """Write what can be decided now; returns (the held rest, whether it begins a line)."""
         while buf:
             newline = buf.find(b"\n")
-            if at_line_start and buf.startswith(_HELD_STARTS):
-                if newline < 0 and not final and len(buf) < _HOLD_LIMIT:
-                    return buf, True  # a native log line in the making: wait for its end
-                line, buf = (buf, b"") if newline < 0 else (buf[:newline + 1], buf[newline + 1:])
-                if any(p.match(line) for p in self.noise):
-                    self.dropped += 1
-                else:
-                    _write_all(out, line)
-                at_line_start = line.endswith(b"\n")
-                continue
+            held = at_line_start and buf.startswith(_HELD_STARTS)
+            if held and newline < 0 and not final and len(buf) < _HOLD_LIMIT:
+                return buf, True  # a native log line in the making: wait for its end
             part, buf = (buf, b"") if newline < 0 else (buf[:newline + 1], buf[newline + 1:])
-            _write_all(out, part)
+            if held and any(p.match(part) for p in self.noise):
+                self.dropped += 1
+            else:
+                _write_all(out, part)
             at_line_start = part.endswith(b"\n")
         return b"", at_line_start
 
