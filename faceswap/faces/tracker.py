@@ -74,15 +74,21 @@ def _frame_of(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, max(radius, 1e-3)
 
 
-def _relate(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+def relate_box(box: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(4,) a detector box relative to its face's landmarks: offsets from their centre in landmark radii."""
     centre, radius = _frame_of(points)
-    return (box.reshape(2, 2) - centre).reshape(4) / radius
+    return (np.asarray(box, np.float64).reshape(2, 2) - centre).reshape(4) / radius
+
+
+def place_box(rel: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The box `rel` (from `relate_box`) placed on other landmarks: where the detector would put it."""
+    centre, radius = _frame_of(points)
+    return (rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
 
 
 def _predict_box(track: _Track, points: np.ndarray | None = None) -> np.ndarray:
     """The track's detector box placed on ``points`` (default: its last landmarks)."""
-    centre, radius = _frame_of(track.points if points is None else points)
-    return (track.rel.reshape(2, 2) * radius + centre).reshape(4).astype(np.float32)
+    return place_box(track.rel, track.points if points is None else points)
 
 
 def _look(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
@@ -192,6 +198,12 @@ class FaceTracker:
         self.stats["crop_checks"] += 1
         return detect_near(self.backend, rgb, box)
 
+    def _refine(self, rgb: np.ndarray, box: np.ndarray, score: float) -> tuple[np.ndarray, float]:
+        """A new face's full-frame box measured again by the crop re-check at the face's own scale
+        (the full frame's box is a coarse pyramid level's); the full-frame box when that misses."""
+        hit = self._detect_near(rgb, box)
+        return (hit[0], max(hit[1], score)) if hit is not None else (box, score)
+
     # -- back-fill ---------------------------------------------------------------
     def _follow_back(self, track: _Track) -> list[tuple[int, _Past, Face]]:
         """A new track's faces in the kept frames as (frames ago, frame, face), newest first,
@@ -261,6 +273,7 @@ class FaceTracker:
         check = full or self._since_detect % self.check_every == 0
 
         new_boxes: list[tuple[np.ndarray, float]] = []
+        coarse: dict[int, tuple[np.ndarray, float]] = {}  # track -> its full-frame detection
         if full:
             det_boxes, det_scores = self._detect_full(rgb)
             used = set()
@@ -269,14 +282,15 @@ class FaceTracker:
                 o, j = max(cands, default=(0.0, -1))
                 if o >= 0.3:
                     used.add(j)
-                    boxes[i], detected[i] = det_boxes[j], True
-                    self._tracks[i].score = float(det_scores[j])
-            new_boxes = [(det_boxes[j], float(det_scores[j])) for j in range(len(det_boxes)) if j not in used]
+                    coarse[i] = (det_boxes[j], float(det_scores[j]))
+            new_boxes = [self._refine(rgb, det_boxes[j], float(det_scores[j]))
+                         for j in range(len(det_boxes)) if j not in used]
         if check:
+            # A tracked face is measured by the crop re-check on every frame it is checked, full detection or
+            # not: the full frame's box comes from a coarse pyramid level (benchmarks/tracking.py: boxes a
+            # level too large gave shapes 1.4x the face); that box is used only when the re-check misses.
             for i, t in enumerate(self._tracks):
-                if detected[i]:
-                    continue
-                hit = self._detect_near(rgb, boxes[i])
+                hit = self._detect_near(rgb, boxes[i]) or coarse.get(i)
                 if hit is not None:
                     boxes[i], detected[i] = hit[0], True
                     t.score = hit[1]
@@ -306,7 +320,7 @@ class FaceTracker:
                 continue
             t.points = pts
             if hit:
-                t.rel = _relate(box, pts)
+                t.rel = relate_box(box, pts)
             if self.smooth > 0 and t.smoothed is not None:
                 t.smoothed = self.smooth * t.smoothed + (1.0 - self.smooth) * pts
             else:
