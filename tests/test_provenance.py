@@ -108,10 +108,37 @@ def test_tags_written_by_ffmpeg_are_read_back(tmp_path, ext):
 
 
 def test_payload_for_is_fingerprint_prefix():
-    assert payload.payload_for("1a2b3c4d") == bytes.fromhex("1a2b3c")
-    assert len(payload.payload_for("not-hex")) == 3
+    assert payload.payload_for("1a2b3c4d") == bytes.fromhex("1a2b")
+    assert len(payload.payload_for("not-hex")) == 2
     with pytest.raises(ValueError):
-        watermark.Watermarker(b"\x00\x01")
+        watermark.Watermarker(b"\x00\x01\x02")
+
+
+def test_payload_code_has_distance_eight_and_decodes_damaged_words():
+    """RM(2,5): every codeword differs from every other in >= 8 of 32 signs, so maximum-likelihood
+    decoding of soft values reads a word with 3 wrong signs; a word nearer another codeword is refused."""
+    book = payload.codebook()
+    distances = (book[1:] != book[0]).sum(1)  # the code is linear: distances from word 0 are all of them
+    assert len(book) == 1 << 16 and distances.min() == 8
+    rng = np.random.default_rng(3)
+    truth = payload.word_bits(bytes.fromhex("1a2b"))
+    z = 2.5 * truth
+    z[rng.choice(32, 3, replace=False)] *= -0.4  # three signs wrong, weakly
+    hexed, t, _ = payload.read(z, payload.correlation_threshold(1, 13.8))
+    assert hexed == "1a2b" and t > 10
+    # half-way between two codewords: no decision
+    other = book[int(np.flatnonzero(distances == 8)[0]) + 1]
+    ambiguous = 1.5 * (book[0] + other) / 2 + 0.01 * rng.standard_normal(32)
+    assert payload.read(ambiguous.astype(np.float32), 0.0)[0] is None
+
+
+def test_payload_threshold_holds_without_a_mark():
+    """Unit-variance soft values without a mark: the best of 65,536 correlations stays under the
+    threshold (its bound is 1e-6; measured max over 2,000 draws ~5.5 against 7.15)."""
+    rng = np.random.default_rng(0)
+    threshold = payload.correlation_threshold(2, 13.8)
+    ts = [payload.decode(rng.standard_normal(32).astype(np.float32))[1] for _ in range(2000)]
+    assert max(ts) < threshold and 3.0 < np.mean(ts) < 4.5
 
 
 # ---------------------------------------------------------------- watermark
@@ -174,16 +201,40 @@ def test_marked_clip_is_detected_with_payload(clip, aligner, name, max_frames):
     report = verify.verify(str(clip[name]), max_frames=max_frames, aligner=aligner)
     assert report["frames_checked"] == min(100, max_frames)
     assert report["marked"] and report["by"] == ["watermark"], report
-    assert report["watermark"] == "payload" and report["payload"] == FINGERPRINT[:6]
+    assert report["watermark"] == "payload" and report["payload"] == FINGERPRINT[:4]
     assert report["score"] > detect.SCORE_MIN  # measured ~45 on CRF 18
     assert report["watermark_share"] > 0.8
-    assert "payload 1a2b3c" in verify.format_report(report)
+    assert "payload 1a2b" in verify.format_report(report)
+
+
+def test_a_mark_without_a_certain_word_is_present_but_unreadable(clip, aligner):
+    """A mark whose signs sit half-way between two codewords (4 of the 8 signs where they differ flipped,
+    as damage would): the keyed pattern is plainly there, no word is certain, so verify says present but
+    unreadable and names neither."""
+    marker = watermark.Watermarker("1a2b0000")
+    book = payload.codebook()
+    near = book[(book != marker._bits).sum(1) == 8][0]  # a codeword 8 signs away
+    differ = np.flatnonzero(near != marker._bits)
+    marker._bits = marker._bits.copy()
+    marker._bits[differ[:4]] = near[differ[:4]]
+    frames = [(index, marker.embed_frame(frame, aligner.landmarks(frame)[0], mask, index))
+              for index, (frame, mask) in enumerate(zip(clip["plain"], clip["masks"]))]
+    result = detect.detect(frames, aligner=aligner)
+    assert result.status == "unreadable" and result.payload is None, result
+    assert result.score > result.threshold
+    text = verify.format_report({"file": "x.mp4", "marked": True, "by": ["watermark"], "watermark": result.status,
+                                 "payload": None, "watermark_share": 0.0, "score": result.score,
+                                 "score_threshold": result.threshold, "payload_score": result.payload_score,
+                                 "payload_threshold": result.payload_threshold, "carrier": result.carrier,
+                                 "frames_checked": result.frames_checked, "faces_checked": result.faces_checked,
+                                 "tracks": [], "tags": {}})
+    assert "present but its payload is unreadable" in text and "payload correlation" in text
 
 
 def test_laundered_clip_is_still_detected(clip, aligner):
     report = verify.verify(str(clip["laundered_mp4"]), aligner=aligner)
     assert report["tags"].get("synthetic_media") is None
-    assert report["marked"] and report["payload"] == FINGERPRINT[:6], report
+    assert report["marked"] and report["payload"] == FINGERPRINT[:4], report
     assert report["score"] > detect.SCORE_MIN + 10  # measured ~38 vs 8.3
 
 

@@ -96,7 +96,7 @@ def _check(path: str) -> dict:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_output_carries_the_mark_as_converted_and_stripped(matrix, case):
-    paths, payload = matrix["cases"][case], matrix["fingerprint"][:6]
+    paths, payload = matrix["cases"][case], matrix["fingerprint"][:4]
     converted, stripped = _check(paths["converted"]), _check(paths["stripped"])
     assert converted["by"] == ["metadata", "watermark"], verify.format_report(converted)
     assert converted["watermark"] == "payload" and converted["payload"] == payload, verify.format_report(converted)
@@ -125,16 +125,15 @@ def laundered(matrix):
 
 def test_laundered_outputs_never_name_a_wrong_model(matrix, laundered):
     """Metadata stripped + CRF 28 + half size: a payload, when one is read, is the model's."""
-    payload = matrix["fingerprint"][:6]
+    payload = matrix["fingerprint"][:4]
     assert all(r["payload"] in (payload, None) for r in laundered.values()), \
         {case: verify.format_report(r) for case, r in laundered.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-11-30 with 60-frame clips: payload in 3 of 7 cases, present "
-                                       "but unreadable in 2, absent in 2 (scores 7.0-14.4 against 8.6); see RESULTS.md")
 def test_laundered_outputs_keep_the_payload_in_nine_of_ten_cases(matrix, laundered):
-    """The issue's acceptance: after stripping + CRF 28 + half size, the payload in >= 90% of the cases."""
-    payload = matrix["fingerprint"][:6]
+    """The issue's acceptance: after stripping + CRF 28 + half size, the payload in >= 90% of the cases
+    (with seven cases: all of them). Measured 2026-11-30: payload correlation 8.1-10.9 against 7.15-7.30."""
+    payload = matrix["fingerprint"][:4]
     lost = {case: verify.format_report(r) for case, r in laundered.items() if r["payload"] != payload}
     assert len(lost) <= len(laundered) // 10, lost
 
@@ -143,7 +142,7 @@ def test_verify_reads_s3_uris(matrix, s3_store, run_cli):
     s3_store.put_file(matrix["cases"]["h264_aac"]["stripped"], "film.mp4")
     proc = run_cli("verify", s3_store.url("film.mp4"), "--max-frames", CHECK_FRAMES)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"payload {matrix['fingerprint'][:6]}" in proc.stdout
+    assert f"payload {matrix['fingerprint'][:4]}" in proc.stdout
     missing = run_cli("verify", s3_store.url("missing.mp4"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().count("\n") == 0 and "missing.mp4" in missing.stderr

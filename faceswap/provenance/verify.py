@@ -6,7 +6,7 @@
          -> detect.detect (every face -> tracks -> host cancelled per track
             -> correlated with the keyed chips, each track alone and all pooled)
          -> report {file, marked, by, watermark: absent | payload | unreadable, payload, score,
-                    threshold, tracks (per-face evidence), tags, ...}
+                    score_threshold, payload_score, payload_threshold, tracks (per-face evidence), tags, ...}
 
 The CLI maps marked (tags, or a watermark over its threshold) -> exit 0, unmarked -> exit 3;
 a missing, empty or non-video file raises InputError (exit 2).
@@ -101,6 +101,8 @@ def verify(uri: str, max_frames: int = 128, aligner: detect.FaceAligner | None =
         "watermark_share": round(result.share_frames, 4),
         "score": round(result.score, 3),
         "score_threshold": round(result.threshold, 3),
+        "payload_score": round(result.payload_score, 3),
+        "payload_threshold": round(result.payload_threshold, 3),
         "carrier": result.carrier,
         "frames_checked": result.frames_checked,
         "faces_checked": result.faces_checked,
@@ -118,7 +120,8 @@ def format_report(report: dict) -> str:
                      f"faceswap {tags.get('faceswap_version', '?')}, {tags.get('creation_time', '?')}")
     else:
         lines.append("  metadata: no provenance tags")
-    numbers = (f"score {report['score']:.2f}, threshold {report['score_threshold']:.2f}; "
+    numbers = (f"score {report['score']:.2f}, threshold {report['score_threshold']:.2f}; payload correlation "
+               f"{report['payload_score']:.2f}, threshold {report['payload_threshold']:.2f}; "
                f"{report['faces_checked']} faces in {report['frames_checked']} frames")
     status = report["watermark"]
     if status == "payload":
@@ -126,7 +129,7 @@ def format_report(report: dict) -> str:
                      f"{report['carrier']}, agreeing in {100 * report['watermark_share']:.0f}% of frames)")
     elif status == "unreadable":
         lines.append(f"  watermark: present but its payload is unreadable ({numbers}: the keyed pattern is there, "
-                     f"the payload's check fails; the video was likely damaged after marking)")
+                     f"no payload word is certain; the video was likely damaged after marking)")
     elif report["faces_checked"] == 0:
         lines.append(f"  watermark: absent ({numbers}: no face to read it from)")
     else:

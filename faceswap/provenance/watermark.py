@@ -13,8 +13,8 @@ motion and rescaling, and it only ever touches the inner face:
   with a feathered inner-face window (face hull, eroded: the mark stays off the
   blend seam) and orthonormalise them (QR) after six low-order polynomials, so
   lighting gradients do not project onto them.
-* Payload s_k = +-1: 40 bits = 8-bit tag + 24 bits of the model fingerprint
-  + CRC-8 (`payload.py`).
+* Payload s_k = +-1: 32 signs, the (32, 16) Reed-Muller codeword of the first 16 bits of the
+  model fingerprint (`payload.py`: minimum distance 8, decoded by maximum likelihood).
 * Temporal key.  Frame t belongs to block b = t // BLOCK_FRAMES; the chip
   c_k(b) = +-1 comes from SHA-256(KEY, b) (`chips`): deterministic, no state.
   Frame t's face gets  delta = a * sum_k s_k c_k(b) w_k  on the grid, warped into
@@ -33,43 +33,46 @@ motion and rescaling, and it only ever touches the inner face:
   cancel) and projected: p_k(t) = <x_t, w_k>; faces are linked into tracks by
   position.  Per track, a least-squares line through p_k over each chunk of
   RUN_FRAMES consecutive frames is subtracted (the static host and its drift
-  cancel), the residuals are summed per block, y_k(b) (over a hypothesis'
-  tracks), and
-      z_k = sum_b c_k(b) y_k(b) / sqrt(sum_b y_k(b)^2),   bit_k = sign(z_k),
-      score = (sum_k z_k^2 - K) / sqrt(2K)      (K = N_BITS).
+  cancel), faces with more residual energy than the median are scaled down to
+  it (a blink, a smeared frame), the residuals are summed per block, y_k(b)
+  (over a hypothesis' tracks), and
+      z_k = sum_b c_k(b) y_k(b) / sqrt(sum_b y_k(b)^2),
+      score = (sum_k z_k^2 - K) / sqrt(2K)      (K = N_BITS),
+      t = max over the 2^16 codewords c of sum_k c_k z_k / sqrt(K).
   Hypotheses: each track of >= 8 faces alone, and all faces pooled, each with
-  the chunk mean or a line subtracted.  Present = the best score > the
-  threshold for that many hypotheses; found = present and the word passes tag +
-  CRC, with at most one of the 6 weakest bits flipped (`payload.py` says why).
+  the chunk mean or a line subtracted.  Found = some hypothesis' t passes its
+  threshold and its codeword is certain (`payload.py`); present = found, or
+  the best score passes its threshold (the keyed pattern is there, no word is
+  certain: "unreadable").
 * False-positive bound.  For a video not marked with this key the chips are
   independent of the content, so given the residuals y, each z_k is a Rademacher
   sum with unit variance, independent over k: z_k is 1-sub-Gaussian whatever the
   faces and however frames correlate, and (Hsu, Kakade & Zhang 2012)
   P(sum z_k^2 >= K + 2 sqrt(K u) + 2u) <= e^-u.  SCORE_MIN uses u = 13.8
-  (1e-6): energy 114.6, score 8.34 for 40 bits; H hypotheses (tracks, pool) use
-  u = 13.8 + ln H (union bound; 8.62 for 2: one face, mean and line; 9.07 for 6).  Tracks and pool are built from
-  face positions only, never from the chips, so the bound holds for each.  Flipping all chips of bit k
-  flips z_k, so the signs are uniform and independent of the score: tag + CRC
-  pass with probability 2^-16 more, 7 * 2^-16 with soft decoding.  Together
-  <= 1e-9 per video.  Measured
-  nulls: unmarked sample clips a/b/bystander -0.55 / 1.57 / -0.63, a laundered
-  unmarked clip -0.40, 300 simulated hosts mean ~0, sd ~1, all < 8.34; random
-  noise video: no faces.  A single frame (or one block) gives z = 0: never found.
+  (1e-6): energy 101.6, score 8.70 for 32 bits; H hypotheses (tracks, pool) use
+  u = 13.8 + ln H (union bound; 9.01 for 2: one face, mean and line; 9.48 for 6).
+  For the payload, sum_k c_k z_k is sqrt(K)-sub-Gaussian for each codeword, so
+  over 2^16 codewords and H hypotheses t passes sqrt(2 (16 ln 2 + ln H + u))
+  with probability <= e^-u: 7.15 for 2 hypotheses, 7.30 for 6.  Tracks, pool
+  and the faces' weights come from face positions and residuals only, never
+  from the chips, so both bounds hold for each.  Together <= 2e-6 per video.
+  A single frame (or one block) gives z = 0: never found.
 * Measured (tests/test_provenance.py: sample clip a_small, 384x288, 100 frames,
-  embedded under the hull mask): score 112 lossless, 103 H.264 CRF 18, 38 after
-  `-crf 28 -vf scale=iw/2:ih/2 -map_metadata -1` (all 100 frames; 19 with half
-  of them in runs of 16; no bit errors, smallest margin z = 0.6; host cancelled
-  by the chunk mean, before the line).  Real faces (the woman's clip, 100
-  frames marked as convert marks them, CRF 18): chunk mean 23.7 with 2 bit
-  errors, line 35.7 with none; after stripping + CRF 28 + half size: line 12.9,
-  present, 2 bit errors outside Chase's reach: payload unreadable.  Registration
-  (verify's landmarks vs convert's on the output): 0.33 grid px median, 1.1 max;
-  shifting the grid by 2-3 px is what flips bits.  Band choice on
-  that laundering (BLOCK_FRAMES 4, chunks of 8): 1.5-6 cycles 20.6, 2-8 16.2,
-  3-10 15.4; 2-8 kept (further from the lighting subspace, one measurement).
-  BLOCK_FRAMES 2 / 3 / 4: laundered 35 / 38 / 26, flicker (mean |frame-to-frame
-  luma change| in the face, marked / unmarked) 1.10 / 1.07 / 1.05x.  Embedding
-  ~0.6 ms per face (benchmarks/watermark.py), 10% of a bare decode + encode.
+  embedded under the hull mask): score 101 and payload correlation t 28.9
+  lossless, 93 / 27.8 H.264 CRF 18, 40 / 18.5 after `-crf 28 -vf scale=iw/2:ih/2
+  -map_metadata -1`; unmarked 0.4 / 4.2, laundered unmarked -0.1 / 4.0.  Face
+  PSNR 40.5 dB min, flicker (mean |frame-to-frame luma change| in the face,
+  marked / unmarked) 1.07x.  Laundered convert outputs (tests/test_provenance_matrix.py,
+  7 inputs of 60 frames): t 8.1-10.9 against 7.15-7.30, payload in all 7; the
+  previous mark (v2: band 2-8, 40-bit tag + CRC-8 word, one Chase flip, no face
+  following) read 3 of 7.  What each change gave there, one at a time
+  (benchmarks/RESULTS.md): the code and its correlation test, the lower band
+  (1.5-6 cycles: 20.6 against 16.2 for 2-8 on one laundering), the faces'
+  weights, and following faces the detector missed (it found 34-48 of 60).
+  Registration (verify's landmarks vs convert's on the output): 0.33 grid px
+  median, 1.1 max.  BLOCK_FRAMES 2 / 3 / 4: laundered 35 / 38 / 26, flicker
+  1.10 / 1.07 / 1.05x (v2).  Embedding ~0.6 ms per face (benchmarks/watermark.py),
+  10% of a bare decode + encode.
 * Limits: detection needs the true frame indices and consecutive frames, so
   dropping or inserting frames (frame-rate conversion, cuts) before re-encoding
   breaks the chip alignment; very short clips (a few blocks) cannot reach the
@@ -78,7 +81,7 @@ motion and rescaling, and it only ever touches the inner face:
 
 Public API
 ----------
-`payload_for(model_fingerprint) -> bytes` (3 bytes, from `payload.py`);
+`payload_for(model_fingerprint) -> bytes` (2 bytes, from `payload.py`);
 `Watermarker(payload: bytes | str, strength=2.4)` with
 `.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None, frame_index) -> uint8`;
 `patterns()`, `chips(block)`, `to_canonical_matrix`, `warp_luma_to_canonical`, `luma`: shared with
@@ -98,8 +101,8 @@ from faceswap.faces.align import umeyama
 from faceswap.provenance.payload import N_BITS, N_DATA_BITS, payload_for, word_bits
 
 CANON_PX = 64  # side of the canonical face grid the patterns live on
-KEY = b"faceswap-provenance-v2"  # public: this is a provenance signal, not DRM
-BAND_CYCLES = (2.0, 8.0)  # pattern band, cycles per canonical grid (measured: survives half size + CRF 28)
+KEY = b"faceswap-provenance-v3"  # public: this is a provenance signal, not DRM
+BAND_CYCLES = (1.5, 6.0)  # pattern band, cycles per canonical grid (measured: survives half size + CRF 28 best)
 WINDOW_ERODE = 0.04  # inner-face window: jaw+brow hull eroded by this share of the grid
 BLOCK_FRAMES = 3  # frames per chip block: the mark's sign pattern changes every BLOCK_FRAMES frames (flicker 1.07x)
 RUN_FRAMES = 16  # detection cancels the host by subtracting its mean over chunks of this many consecutive frames
@@ -207,7 +210,7 @@ def warp_luma_to_canonical(lum: np.ndarray, to_canon: np.ndarray) -> np.ndarray:
 class Watermarker:
     """Adds the temporally keyed mark of one payload to faces (see the module docstring).
 
-    `payload`: 3 bytes, or a model fingerprint string (passed to `payload_for`).
+    `payload`: 2 bytes, or a model fingerprint string (passed to `payload_for`).
     `strength`: RMS luma change over the face hull in 8-bit levels (2.4 ~ 40.4 dB);
     the detector does not need to know it.
     """
