@@ -25,6 +25,11 @@ away): simulated, 0.75 % of marks at S = 30 passed the threshold with a wrong wo
 N(mu c, 1) the posterior of codeword c is proportional to exp(mu sum_k c_k z_k); with mu estimated
 from the best word, the best word is reported only when its posterior is >= 1 - MAX_WORD_ERROR.
 Simulated: no wrong word in 2,800 marks at S = 30-100.
+
+Limit: the posterior assumes one word.  A face track that carries two models' marks in equal parts (a
+film converted half with one model and half with another, its sampled runs linked into one track)
+reads as one of the two words or as none, but in simulation 1 / 5 / 10 % of such mixtures at S = 150 /
+600 / 2000 named a third word; a check of the signs that disagree with the word did not separate them.
 """
 
 from __future__ import annotations
