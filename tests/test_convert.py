@@ -258,6 +258,28 @@ def test_resume_does_not_depend_on_how_the_paths_are_spelled(trained, tmp_path, 
     assert len(os.listdir(str(out) + ".work/segments")) == 1, "a second plan folder: the segments were redone"
 
 
+def test_segments_marked_by_another_watermark_version_are_redone(trained, tmp_path, monkeypatch):
+    """An upgrade that changes the mark's definition must not resume onto segments marked by the old one:
+    their mark would not verify with the new code (found by `make demo` rerun on an old demo-out). The
+    segments' folder is named by the plan's hash, so the mark's version must be in it (and only when the
+    run marks at all)."""
+    import dataclasses
+
+    from faceswap.provenance import watermark
+    from faceswap.stages.convert import PLAN_KEY, ConvertPlan, run_convert
+    from faceswap.storage import Store
+
+    out = str(tmp_path / "film.mp4")
+    run_convert(ConvertConfig(video=trained["video"], faces=trained["faces"], model=trained["model"], out=out,
+                              lossless=True, shard_frames=50), progress=False)
+    plan = ConvertPlan.from_json(Store(out + ".work").read_text(PLAN_KEY))
+    assert os.listdir(out + ".work/segments") == [plan.hash]
+    unmarked = dataclasses.replace(plan, settings={**plan.settings, "watermark": False})
+    before = plan.hash, unmarked.hash
+    monkeypatch.setattr(watermark, "KEY", b"faceswap-provenance-next")
+    assert plan.hash != before[0] and unmarked.hash == before[1]
+
+
 def test_many_small_segments_render_the_film_one_segment_does(trained, tmp_path):
     """Smoothing reads beyond each segment's ends, so segment joins leave no step: 5-frame segments
     give, pixel for pixel, the film a single 100-frame segment gives."""

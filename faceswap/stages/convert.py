@@ -10,7 +10,8 @@
 
 A shard's segment is its resume marker. Segments live under a folder named by a
 hash of everything that shapes the pixels (video, face set, model fingerprint,
-settings), so a rerun with other settings never reuses a stale segment.
+settings, the watermark's version), so a rerun with other settings, or after the
+mark's definition changed, never reuses a stale segment.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from faceswap.config import ConvertConfig, normalized
 from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
 from faceswap.faces.smoothing import HALO, smooth_records
 from faceswap.faceset import FaceSet, alignment_key, frame_records
+from faceswap.provenance import watermark
 from faceswap.raycluster import Cluster
 from faceswap.storage import Store, local_input, split_uri
 
@@ -208,8 +210,10 @@ class ConvertPlan:
         fields = {f.name: f for f in dataclasses.fields(ConvertConfig)}
         shaping = {k: v for k, v in self.settings.items() if fields[k].metadata.get("pixels", True)}
         faceset = hashlib.sha256(json.dumps(self.faceset_shards, sort_keys=True).encode()).hexdigest()[:12]
+        # The mark's version too: segments marked by an older definition would not verify with this one.
+        mark = watermark.KEY.decode() if shaping.get("watermark", True) else None
         doc = {"settings": shaping, "video": self.video_id, "fingerprint": self.fingerprint, "faceset": faceset,
-               "shards": self.shards}
+               "shards": self.shards, "mark": mark}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 
     def segment_key(self, shard: str) -> str:
