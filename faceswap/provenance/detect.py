@@ -184,7 +184,7 @@ class WatermarkResult:
     frames_checked: int
     faces_checked: int = 0
     threshold: float = SCORE_MIN  # what the score had to pass with this many hypotheses
-    present: bool = False  # score over the threshold: a mark is there, readable or not
+    present: bool = False  # found, or the score over its threshold: a mark is there, readable or not
     carrier: str = ""  # the hypothesis that scored best: "track N" or "all faces"
     tracks: tuple[TrackEvidence, ...] = ()
     payload_score: float = 0.0  # the best codeword's correlation / sqrt(K) (`payload.decode`)
@@ -265,11 +265,12 @@ def _follow(tracks: list[_Track], index: int, rgb: np.ndarray, lum: np.ndarray, 
         if track.indices[-1] != index - 1 or track.rel is None or track.followed >= MAX_FOLLOW:
             continue
         points, conf = aligner.refit(rgb, place_box(track.rel, track.landmarks))
-        face = _canonical_face(lum, points)
-        taken = any(other.indices[-1] == index and np.hypot(*(other.centre - face[0])) < LINK_DISTANCE * face[1]
-                    for other in tracks)
-        if conf < FOLLOW_MIN_CONFIDENCE or taken:
+        if conf < FOLLOW_MIN_CONFIDENCE:
             continue
+        face = _canonical_face(lum, points)
+        if any(other.indices[-1] == index and np.hypot(*(other.centre - face[0])) < LINK_DISTANCE * face[1]
+               for other in tracks):
+            continue  # on a face the detector found here: that one is another track's
         _extend(track, index, face)
         track.followed += 1
         followed += 1
