@@ -58,6 +58,11 @@ class ModelConfig:
             d.pop(k)
         return d
 
+    def difference(self, other: "ModelConfig") -> str:
+        """The architecture fields that differ, as "name mine vs other's", comma-separated."""
+        mine, theirs = self.architecture(), other.architecture()
+        return ", ".join(f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k])
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -70,10 +75,12 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Classic faceswap "original": 64 px, 4 strided 5x5 convs, 1024-wide bottleneck.
     "original": ModelConfig(),
-    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores.
+    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. It learns a
+    # mask: where the decoder paints the face and not the background it saw around it (convert pastes
+    # only there, so the new face's own background does not show as a bright seam down a turned cheek).
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
                         dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
-                        batch_size=16, lr=4e-4, steps=1200),
+                        learn_mask=True, batch_size=16, lr=4e-4, steps=1200),
     # For GPUs: 128 px, wider, residual decoder blocks and a learned mask.
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,
                       dense_side=4, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],

@@ -160,8 +160,10 @@ def init_weights(uri: str, mcfg: ModelConfig, decoders: bool = False) -> dict:
     at ``uri``, and the decoders' too with ``decoders``; a model of another architecture is refused (exit 2)."""
     _, init_cfg, model = read_model(uri)
     if init_cfg.architecture() != mcfg.architecture():
-        old, new = init_cfg.architecture(), mcfg.architecture()
-        diff = ", ".join(f"{k} {old[k]} vs {new[k]}" for k in old if old[k] != new[k])
+        diff = init_cfg.difference(mcfg)
+        if init_cfg.preset == mcfg.preset:  # the preset itself changed since that model was trained
+            raise ConfigError(f"{uri}: --init-from holds a model of an earlier version of the "
+                              f"'{init_cfg.preset}' preset ({diff}); train the model to start from again")
         raise ConfigError(f"{uri}: --init-from holds a '{init_cfg.preset}' model, this run trains "
                           f"'{mcfg.preset}' ({diff}); use --preset {init_cfg.preset}")
     parts = ("encoder.", "decoder_a.", "decoder_b.") if decoders else ("encoder.",)

@@ -2,7 +2,8 @@
 
     generated crop (model size) + original crop + landmarks (+ the model's rebuild of the original)
       -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py)
-      -> colour match in the uncovered face hull -> sharpen -> paste under the blend mask
+      -> colour match in the uncovered face hull (and where the model's mask, if it learns one, says face)
+      -> sharpen -> paste under the blend mask (times the model's mask)
       -> watermark under that same mask (pixels outside never change)
 """
 
@@ -26,11 +27,14 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
 
     size = generated.shape[0]
     hull = hull_mask(transform_points(landmarks, matrix), (size, size))
+    # Colour statistics of the face in both crops: not of the hand in front of it, nor of the background
+    # the model painted where it says (in its own mask) there is no face.
+    region = hull if mask is None else hull * (mask > 0.5)
     if rebuilt is not None:
         keep = occlusion_keep(original, rebuilt, hull)
         mask = keep if mask is None else mask * keep
-        hull = hull * (keep > 0.5)  # the colour statistics of the face, not of the hand in front of it
-    face = sharpen(match_color(generated, original, hull, settings.color), settings.sharpen)
+        region = region * (keep > 0.5)
+    face = sharpen(match_color(generated, original, region, settings.color), settings.sharpen)
     pasted = paste_face(frame, face, matrix, landmarks, mask, erode_px=settings.erode_px,
                         feather_px=settings.feather_px, seamless=settings.seamless)
     if pasted is None:
