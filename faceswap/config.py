@@ -68,7 +68,9 @@ class TrainConfig:
     a: str = req("face set of identity A (the face to replace), from extract", uri=True)
     b: str = req("face set of identity B (the new face), from extract", uri=True)
     out: str = req("model folder: local path or s3:// URI (checkpoints, previews, final model)", uri=True)
-    preset: str = opt("lite", "model size", choices=["lite", "original", "hd"])
+    preset: str = opt("auto", "model: auto picks lite (64 px, tuned for minutes on a CPU) and, with --gpu, hd "
+                              "(128 px); hd256 paints 256 px on GPUs from face sets extracted at --size 256 or "
+                              "more", choices=["auto", "lite", "original", "hd", "hd256"])
     steps: int = opt(0, "training steps (0: the preset's default, or no step limit with --minutes)")
     minutes: float = opt(0.0, "train until this many minutes of training have passed (a resumed run continues "
                               "the same budget; with --steps, whichever comes first; 0: no time limit)")

@@ -120,6 +120,27 @@ def test_preset_shapes(name):
     assert model.swap(x, "a2b").shape == (2, channels, cfg.size, cfg.size)
 
 
+def test_without_a_preset_training_picks_the_one_for_its_device():
+    from faceswap.config import TrainConfig
+    from faceswap.stages.train import resolve
+
+    assert TrainConfig(a="a", b="b", out="o").preset == "auto"
+    assert resolve(TrainConfig(a="a", b="b", out="o"))[0].preset == "lite"
+    assert resolve(TrainConfig(a="a", b="b", out="o", gpu=True))[0].preset == "hd"
+    assert resolve(TrainConfig(a="a", b="b", out="o", gpu=True, preset="hd256"))[0].size == 256
+    assert resolve(TrainConfig(a="a", b="b", out="o", preset="original"))[0].preset == "original"
+
+
+def test_crops_smaller_than_the_model_are_warned_of():
+    from faceswap.faceset import FaceSetInfo
+    from faceswap.stages.train import small_crop_warnings
+
+    small, large = FaceSetInfo("s3://b/faces_a", 128, "face", 10), FaceSetInfo("s3://b/faces_b", 256, "face", 10)
+    assert small_crop_warnings(preset("hd"), small, large) == []
+    (line,) = small_crop_warnings(preset("hd256"), small, large)
+    assert line.startswith("train: warning: s3://b/faces_a holds 128 px crops") and "--size 256" in line
+
+
 def test_encoder_is_shared_and_decoders_are_not():
     model = FaceSwapModel(preset("lite"))
     names = [n for n, _ in model.named_children()]

@@ -85,7 +85,17 @@ PRESETS: dict[str, ModelConfig] = {
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,
                       dense_side=4, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],
                       residual_blocks=1, learn_mask=True, batch_size=16, lr=5e-5, steps=100000),
+    # hd at 256 px: the same layers, a code map twice as wide (8x8), one more encoder downscale.
+    "hd256": ModelConfig(preset="hd256", size=256, encoder_dims=[64, 128, 256, 512, 768, 1024], bottleneck=512,
+                         dense_side=8, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],
+                         residual_blocks=1, learn_mask=True, batch_size=8, lr=5e-5, steps=100000),
 }
+AUTO = "auto"
+
+
+def device_preset(name: str, gpu: bool) -> str:
+    """The preset ``auto`` stands for where training runs: ``hd`` on GPUs, ``lite`` on CPUs."""
+    return ("hd" if gpu else "lite") if name == AUTO else name
 
 
 def preset(name: str) -> ModelConfig:

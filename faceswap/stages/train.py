@@ -35,7 +35,7 @@ from faceswap.config import TrainConfig, normalized
 from faceswap.errors import ConfigError, user_error
 from faceswap.faceset import FaceSet
 from faceswap.model.augment import AugmentConfig, augment
-from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, preset
+from faceswap.model.autoencoder import FaceSwapModel, ModelConfig, device_preset, preset
 from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state, find_checkpoint, read_checkpoint,
                                         step_dir, write_checkpoint_dir)
 from faceswap.model.dataset import FaceStream, decode_sample
@@ -69,7 +69,7 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
         raise ConfigError(f"--ema is a decay in [0, 1), not {cfg.ema}")
     if not 0.0 <= cfg.background_weight <= 1.0 or cfg.eye_mouth_weight < 0:
         raise ConfigError("--background-weight is in [0, 1] and --eye-mouth-weight is not negative")
-    mcfg = preset(cfg.preset)
+    mcfg = preset(device_preset(cfg.preset, cfg.gpu))
     steps = cfg.steps or (NO_STEP_LIMIT if cfg.minutes else mcfg.steps)
     return mcfg, steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr
 
@@ -197,6 +197,14 @@ class Outputs:
         self.tb.close()
         if self.out.remote:
             shutil.rmtree(self.tb_dir, ignore_errors=True)
+
+
+def small_crop_warnings(mcfg: ModelConfig, *infos) -> list[str]:
+    """A line for each face set whose crops are smaller than the faces the model paints: it would learn
+    an upscaled blur, however long it trains."""
+    return [f"train: warning: {info.uri} holds {info.crop_size} px crops and the '{mcfg.preset}' model paints "
+            f"{mcfg.size} px: it cannot learn detail the crops lack (extract again with --size {mcfg.size})"
+            for info in infos if info.crop_size < mcfg.size]
 
 
 def _say(line: str) -> None:
@@ -389,6 +397,8 @@ def run_train(cfg: TrainConfig, progress: bool = True, on_checkpoint=None, clust
     if info_a.centering != info_b.centering:
         raise ConfigError(f"{info_a.uri} is centred on the {info_a.centering}, {info_b.uri} on the "
                           f"{info_b.centering}: extract both with the same --centering")
+    for line in small_crop_warnings(mcfg, info_a, info_b):
+        _say(line)
     # ... and the checkpoint to resume from is a real weights file of this architecture.
     found = find_checkpoint(out)
     resume_key = None
