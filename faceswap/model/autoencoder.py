@@ -75,12 +75,12 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Classic faceswap "original": 64 px, 4 strided 5x5 convs, 1024-wide bottleneck.
     "original": ModelConfig(),
-    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. It learns a
-    # mask: where the decoder paints the face and not the background it saw around it (convert pastes
-    # only there, so the new face's own background does not show as a bright seam down a turned cheek).
+    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. No learned
+    # mask: measured on the real-footage benchmark, a 10-minute model's mask cost two thirds of the
+    # identity retrieval and did not remove the seam (benchmarks/RESULTS.md).
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
                         dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
-                        learn_mask=True, batch_size=16, lr=4e-4, steps=1200),
+                        batch_size=16, lr=4e-4, steps=1200),
     # For GPUs: 128 px, wider, residual decoder blocks and a learned mask.
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,
                       dense_side=4, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],

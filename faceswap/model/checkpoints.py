@@ -101,8 +101,8 @@ def read_checkpoint(data: bytes, name: str, mcfg: ModelConfig) -> dict:
         raise InputError(f"{name} is not a valid faceswap weights file (model config: {exc})") from None
     if stored.architecture() != mcfg.architecture():
         diff = stored.difference(mcfg)
-        if stored.preset == mcfg.preset:  # the preset itself changed since that checkpoint was written
-            raise ConfigError(f"{name}: checkpoint holds an earlier version of the '{stored.preset}' preset "
+        if stored.preset == mcfg.preset:  # the preset's definition changed between releases
+            raise ConfigError(f"{name}: checkpoint holds another version of the '{stored.preset}' preset "
                               f"({diff}); resume it with the faceswap release that wrote it, or use a new --out")
         raise ConfigError(f"{name}: checkpoint holds a '{stored.preset}' model, this run asks for "
                           f"'{mcfg.preset}' ({diff}); use the same --preset or a new --out")

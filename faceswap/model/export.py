@@ -161,8 +161,8 @@ def init_weights(uri: str, mcfg: ModelConfig, decoders: bool = False) -> dict:
     _, init_cfg, model = read_model(uri)
     if init_cfg.architecture() != mcfg.architecture():
         diff = init_cfg.difference(mcfg)
-        if init_cfg.preset == mcfg.preset:  # the preset itself changed since that model was trained
-            raise ConfigError(f"{uri}: --init-from holds a model of an earlier version of the "
+        if init_cfg.preset == mcfg.preset:  # the preset's definition changed between releases
+            raise ConfigError(f"{uri}: --init-from holds a model of another version of the "
                               f"'{init_cfg.preset}' preset ({diff}); train the model to start from again")
         raise ConfigError(f"{uri}: --init-from holds a '{init_cfg.preset}' model, this run trains "
                           f"'{mcfg.preset}' ({diff}); use --preset {init_cfg.preset}")
