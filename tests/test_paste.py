@@ -12,7 +12,7 @@ from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.model.autoencoder import FaceSwapModel, preset
 from faceswap.model.checkpoints import read_checkpoint
 from faceswap.model.export import weights_bytes
-from faceswap.render.paste import paste_face
+from faceswap.render.paste import fill_unpainted
 
 SIZE = 64
 
@@ -26,24 +26,38 @@ def _scene():
     return frame, landmarks, alignment_matrix(landmarks, SIZE)
 
 
-def test_the_models_mask_keeps_the_background_it_painted_out_of_the_frame():
-    """A decoder B that painted its own (bright) background over the right cheek, and says so in its mask:
-    the cheek keeps the footage, the rest of the face is the new one."""
+def test_background_the_decoder_painted_inside_the_hull_is_filled_with_its_face():
+    """Decoder B painted its own bright background over the right cheek of the footage's hull, and says so in
+    its mask: the cheek is swapped all the same, in the new face's colour, with no bright arc."""
+    from faceswap.config import ConvertConfig
+    from faceswap.render.face import render_face
+
     frame, landmarks, m = _scene()
     face = np.full((SIZE, SIZE, 3), 160, np.uint8)
     crop_pts = transform_points(landmarks, m)
-    cheek_x = int(np.round(crop_pts[:, 0].max() - 6))     # the last 6 crop px of the face's right side
+    cheek_x = int(np.round(crop_pts[:, 0].max() - 6))     # the last 6 crop px of the hull's right side
     face[:, cheek_x:] = 250
     model_mask = np.ones((SIZE, SIZE), np.float32)
-    model_mask[:, cheek_x - 2:] = 0.0
+    model_mask[:, cheek_x:] = 0.0
+    original = np.full((SIZE, SIZE, 3), 90, np.uint8)
+    settings = ConvertConfig(video="v", faces="f", model="m", out="o", color="none")
 
-    plain, masked = frame.copy(), frame.copy()
-    assert paste_face(plain, face, m, landmarks) is not None
-    assert paste_face(masked, face, m, landmarks, model_mask=model_mask) is not None
-    assert plain.max() > 200                               # without the mask, the bright edge is pasted ...
-    assert masked.max() <= 160                             # ... with it, none of it reaches the frame
-    centre = tuple(np.round(landmarks[30]).astype(int))    # the nose: the new face in both
-    assert masked[centre[1], centre[0]].tolist() == plain[centre[1], centre[0]].tolist() == [160, 160, 160]
+    plain = render_face(frame.copy(), face, original, landmarks, m, None, settings, 0)
+    filled = render_face(frame.copy(), face, original, landmarks, m, model_mask, settings, 0)
+    uniform = render_face(frame.copy(), np.full_like(face, 160), original, landmarks, m, None, settings, 0)
+    assert plain.max() > 200                               # without the mask, the bright band is pasted ...
+    # ... with it, the frame is what a face of the new face's colour all the way to the hull gives
+    assert np.abs(filled.astype(int) - uniform).max() <= 2
+
+
+def test_fill_keeps_the_painted_face_exactly():
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[8:56, 12:52] = 1.0
+    out = fill_unpainted(face, mask)
+    assert np.array_equal(out[12:52, 16:48], face[12:52, 16:48])   # inside (past the eroded edge): untouched
+    assert np.array_equal(fill_unpainted(face, np.ones_like(mask)), face)
 
 
 def test_a_checkpoint_of_another_version_of_the_same_preset_says_so():

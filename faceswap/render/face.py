@@ -2,8 +2,9 @@
 
     generated crop (model size) + original crop + landmarks (+ the model's rebuild of the original)
       -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py)
-      -> colour match in the uncovered face hull (and where the model's mask, if it learns one, says face)
-      -> sharpen -> paste under the blend mask (times the model's mask)
+      -> where the model's own mask (if it learns one) says it painted background: filled from its face
+      -> colour match in the uncovered face hull (and where that mask says face)
+      -> sharpen -> paste under the blend mask (the hull, minus what covers the face)
       -> watermark under that same mask (pixels outside never change)
 """
 
@@ -23,19 +24,21 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
     from faceswap.faces.masks import hull_mask
     from faceswap.render.color import match_color
     from faceswap.render.occlusion import occlusion_keep
-    from faceswap.render.paste import paste_face, sharpen
+    from faceswap.render.paste import fill_unpainted, paste_face, sharpen
 
     size = generated.shape[0]
     hull = hull_mask(transform_points(landmarks, matrix), (size, size))
     # Colour statistics of the face in both crops: not of the hand in front of it, nor of the background
     # the model painted where it says (in its own mask) there is no face.
-    region = hull if mask is None else hull * (mask > 0.5)
+    model_mask, keep = mask, None  # the decoder's "I painted face here"; the footage's "nothing in front"
+    region = hull if model_mask is None else hull * (model_mask > 0.5)
     if rebuilt is not None:
         keep = occlusion_keep(original, rebuilt, hull)
-        mask = keep if mask is None else mask * keep
         region = region * (keep > 0.5)
+    if model_mask is not None:  # the new face reaches the footage's hull: no background of its own pasted
+        generated = fill_unpainted(generated, model_mask)
     face = sharpen(match_color(generated, original, region, settings.color), settings.sharpen)
-    pasted = paste_face(frame, face, matrix, landmarks, mask, erode_px=settings.erode_px,
+    pasted = paste_face(frame, face, matrix, landmarks, keep, erode_px=settings.erode_px,
                         feather_px=settings.feather_px, seamless=settings.seamless)
     if pasted is None:
         return None

@@ -51,7 +51,7 @@ def blend_mask(landmarks: np.ndarray, roi: tuple[int, int, int, int], erode_px: 
 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmarks: np.ndarray,
-               model_mask: np.ndarray | None = None, erode_px: int = 0, feather_px: int = 0,
+               keep: np.ndarray | None = None, erode_px: int = 0, feather_px: int = 0,
                seamless: bool = False) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place.
 
@@ -66,8 +66,8 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     shape = (y1 - y0, x1 - x0)
     warped = warp_from_crop(face, m, shape)
     mask = blend_mask(landmarks, roi, erode_px, feather_px)
-    if model_mask is not None:
-        mask *= warp_from_crop(model_mask.astype(np.float32), m, shape)
+    if keep is not None:  # (S, S) in [0, 1] in the face's crop: 0 where the footage stays (an occluder)
+        mask *= warp_from_crop(keep.astype(np.float32), m, shape)
     if not mask.any():
         return None
     original = frame[y0:y1, x0:x1]
@@ -81,6 +81,33 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     mask = np.ascontiguousarray(mask, np.float32)
     frame[y0:y1, x0:x1] = cv2.blendLinear(warped, np.ascontiguousarray(original), mask, 1.0 - mask)
     return roi, mask
+
+
+def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
+    """``face`` (uint8 SxSx3) with what its decoder painted as background (``model_mask`` < 0.5, grown by a
+    pixel or two past the soft edge) filled from the face around it (push-pull: weighted averages up an
+    image pyramid, then down). The face hull of the footage is often wider than the new face the decoder
+    paints (the other person's cheeks sit elsewhere around the same eyes, nose and mouth); pasted as is,
+    that band shows the other person's background as a bright or dark arc down the cheek."""
+    size = face.shape[0]
+    painted = (model_mask >= 0.5).astype(np.uint8)
+    grow = max(1, size // 32)
+    painted = cv2.erode(painted, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    if painted.all() or not painted.any():
+        return face
+    weight = painted.astype(np.float32)
+    image = face.astype(np.float32) * weight[..., None]
+    levels = []
+    while min(weight.shape) > 2:
+        levels.append((image, weight))
+        image, weight = cv2.pyrDown(image), cv2.pyrDown(weight)
+    estimate = image / np.maximum(weight, 1e-6)[..., None]
+    for image, weight in reversed(levels):
+        up = cv2.pyrUp(estimate, dstsize=(weight.shape[1], weight.shape[0]))
+        known = np.clip(weight, 0.0, 1.0)[..., None]
+        estimate = known * (image / np.maximum(weight, 1e-6)[..., None]) + (1.0 - known) * up
+    filled = np.clip(np.round(estimate), 0, 255).astype(np.uint8)
+    return np.where(painted[..., None] > 0, face, filled)
 
 
 def sharpen(face: np.ndarray, amount: float) -> np.ndarray:
