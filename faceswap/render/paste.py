@@ -85,13 +85,13 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
 
 def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
     """``face`` (uint8 SxSx3) with what its decoder painted as background (``model_mask`` < 0.5, grown by a
-    pixel or two past the soft edge) filled from the face around it (push-pull: weighted averages up an
+    twelfth of the crop) filled from the face inside it (push-pull: weighted averages up an
     image pyramid, then down). The face hull of the footage is often wider than the new face the decoder
     paints (the other person's cheeks sit elsewhere around the same eyes, nose and mouth); pasted as is,
     that band shows the other person's background as a bright or dark arc down the cheek."""
     size = face.shape[0]
     painted = (model_mask >= 0.5).astype(np.uint8)
-    grow = max(1, size // 32)
+    grow = max(1, size // 12)  # past the soft edge and the new face's own outline (a jaw's shadow, a rim light)
     painted = cv2.erode(painted, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     if painted.all() or not painted.any():
         return face
