@@ -56,7 +56,8 @@ def test_fill_keeps_the_painted_face_exactly():
     mask = np.zeros((SIZE, SIZE), np.float32)
     mask[8:56, 12:52] = 1.0
     out = fill_unpainted(face, mask)
-    assert np.array_equal(out[12:52, 16:48], face[12:52, 16:48])   # inside (past the eroded edge): untouched
+    assert np.array_equal(out[16:48, 20:44], face[16:48, 20:44])   # inside (past the eroded edge): untouched
+    assert not np.array_equal(out[:8], face[:8])                   # outside: filled
     assert np.array_equal(fill_unpainted(face, np.ones_like(mask)), face)
 
 
