@@ -76,8 +76,9 @@ PRESETS: dict[str, ModelConfig] = {
     # Classic faceswap "original": 64 px, 4 strided 5x5 convs, 1024-wide bottleneck.
     "original": ModelConfig(),
     # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. No learned
-    # mask: measured on the real-footage benchmark, a 10-minute model's mask cost two thirds of the
-    # identity retrieval and did not remove the seam (benchmarks/RESULTS.md).
+    # mask: on the real-footage benchmark, both 10-minute trainings with one retrieved the new identity far
+    # less often (26 % and 44 % against 66 %), though convert's fill of its background removed the seam
+    # (benchmarks/RESULTS.md).
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
                         dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
                         batch_size=16, lr=4e-4, steps=1200),
