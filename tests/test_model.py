@@ -141,6 +141,22 @@ def test_crops_smaller_than_the_model_are_warned_of():
     assert line.startswith("train: warning: s3://b/faces_a holds 128 px crops") and "--size 256" in line
 
 
+def test_a_mask_with_its_own_head_learns_without_changing_the_face():
+    """lite's mask: its loss trains only its head, so the face the decoder paints is what it would be without."""
+    from faceswap.model.losses import reconstruction_loss
+
+    torch.manual_seed(0)
+    model = FaceSwapModel(preset("lite"))
+    x, hull = torch.rand(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
+    out_a, _ = model(x, x)
+    mask_only = reconstruction_loss(out_a[:, :3].detach(), x, mask_pred=out_a[:, 3:4], mask_target=hull)
+    mask_only.backward()
+    moved = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved and all(n.startswith("decoder_a.mask.") for n in moved), sorted(moved)
+    with pytest.raises(ValueError, match="mask_head needs learn_mask"):
+        dataclasses.replace(preset("lite"), learn_mask=False)
+
+
 def test_encoder_is_shared_and_decoders_are_not():
     model = FaceSwapModel(preset("lite"))
     names = [n for n, _ in model.named_children()]
@@ -275,17 +291,21 @@ def test_only_the_shards_the_manifest_names_are_read(tmp_path):
 
 # -- final model folder ----------------------------------------------------------------------------------
 
-def _write_lite_model(uri: str, learn_mask: bool = False) -> tuple[FaceSwapModel, str]:
-    cfg = dataclasses.replace(preset("lite"), learn_mask=learn_mask)
+MASKS = {"none": dict(learn_mask=False, mask_head=False), "4th channel": dict(learn_mask=True, mask_head=False),
+         "own head": dict(learn_mask=True, mask_head=True)}
+
+
+def _write_lite_model(uri: str, mask: str = "none") -> tuple[FaceSwapModel, str]:
+    cfg = dataclasses.replace(preset("lite"), **MASKS[mask])
     torch.manual_seed(1)
     model = FaceSwapModel(cfg)
     fp = write_model(Store(uri), model.state_dict(), cfg, 128, "face", {"steps": 0})
     return model, fp
 
 
-@pytest.mark.parametrize("learn_mask", [False, True])
-def test_load_swapper_round_trip(tmp_path, learn_mask):
-    model, fp = _write_lite_model(str(tmp_path), learn_mask)
+@pytest.mark.parametrize("mask", sorted(MASKS))
+def test_load_swapper_round_trip(tmp_path, mask):
+    model, fp = _write_lite_model(str(tmp_path), mask)
     swapper = load_swapper(str(tmp_path))
     assert (swapper.size, swapper.crop_size, swapper.centering, swapper.fingerprint) == (64, 128, "face", fp)
     crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
@@ -295,7 +315,7 @@ def test_load_swapper_round_trip(tmp_path, learn_mask):
         expected = model.eval().swap(torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255, "a2b")
     expected_u8 = (expected[:, :3] * 255).round().byte().permute(0, 2, 3, 1).numpy()
     assert np.abs(faces.astype(int) - expected_u8).max() <= 1
-    if learn_mask:
+    if mask != "none":
         assert masks.shape == (5, 64, 64) and masks.dtype == np.float32
     else:
         assert masks is None

@@ -38,6 +38,8 @@ class ModelConfig:
     kernel: int = 5                                   # encoder conv kernel
     residual_blocks: int = 0                          # residual blocks after each decoder upscale
     learn_mask: bool = False                          # decoders paint a 4th (mask) channel
+    mask_head: bool = False                           # ... from a head of its own that reads the decoder's
+                                                      # last features without training them (below)
     # Training defaults for the preset (TrainConfig may override).
     batch_size: int = 16
     lr: float = 5e-5
@@ -48,6 +50,8 @@ class ModelConfig:
         if self.size != self.dense_side * 2 ** len(self.decoder_dims):
             raise ValueError(f"preset {self.preset}: size {self.size} != dense_side {self.dense_side} "
                              f"* 2**{len(self.decoder_dims)} upscales")
+        if self.mask_head and not self.learn_mask:
+            raise ValueError(f"preset {self.preset}: mask_head needs learn_mask")
         if self.size // 2 ** downs < 1:
             raise ValueError(f"preset {self.preset}: {downs} downscales do not fit {self.size} px")
 
@@ -75,13 +79,14 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Classic faceswap "original": 64 px, 4 strided 5x5 convs, 1024-wide bottleneck.
     "original": ModelConfig(),
-    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. No learned
-    # mask: on the real-footage benchmark, both 10-minute trainings with one retrieved the new identity far
-    # less often (26 % and 44 % against 66 %), though convert's fill of its background removed the seam
-    # (benchmarks/RESULTS.md).
+    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. Its mask has
+    # a head of its own: with the mask as a 4th channel of its 16-channel last layer, both 10-minute
+    # trainings on the real-footage benchmark retrieved the new identity far less often (26 % and 44 %
+    # against 66 %); convert needs the mask to fill the background the decoder paints inside the
+    # footage's face (benchmarks/RESULTS.md).
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
                         dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
-                        batch_size=16, lr=4e-4, steps=1200),
+                        learn_mask=True, mask_head=True, batch_size=16, lr=4e-4, steps=1200),
     # For GPUs: 128 px, wider, residual decoder blocks and a learned mask.
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,
                       dense_side=4, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],
@@ -176,10 +181,19 @@ class Decoder(nn.Module):
             layers.append(Up(a, b))                # (B, 256, 16, 16) -> ... -> (B, 64, 64, 64)
             layers += [Residual(b) for _ in range(cfg.residual_blocks)]
         self.ups = nn.Sequential(*layers)
-        self.out = nn.Conv2d(dims[-1], 4 if cfg.learn_mask else 3, 5, padding=2)
+        self.out = nn.Conv2d(dims[-1], 4 if cfg.learn_mask and not cfg.mask_head else 3, 5, padding=2)
+        # The mask's own head reads the last features detached: its loss never changes what the decoder
+        # paints, so a small decoder spends none of its capacity on it. Two convs (~17 % of lite's step):
+        # with one, lite's mask came out speckled, with holes at the eyes and mouth (benchmarks/RESULTS.md).
+        self.mask = nn.Sequential(nn.Conv2d(dims[-1], dims[-1], 3, padding=1), nn.LeakyReLU(0.1),
+                                  nn.Conv2d(dims[-1], 1, 5, padding=2)) if cfg.mask_head else None
 
     def forward(self, x):
-        return torch.sigmoid(self.out(self.ups(x)))  # (B, 3|4, 64, 64)
+        features = self.ups(x)                       # (B, 64, 64, 64)
+        y = self.out(features)                       # (B, 3|4, 64, 64)
+        if self.mask is not None:
+            y = torch.cat([y, self.mask(features.detach())], 1)
+        return torch.sigmoid(y)                      # (B, 3|4, 64, 64) in [0, 1]
 
 
 class FaceSwapModel(nn.Module):
