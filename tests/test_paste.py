@@ -12,7 +12,7 @@ from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.model.autoencoder import FaceSwapModel, preset
 from faceswap.model.checkpoints import read_checkpoint
 from faceswap.model.export import weights_bytes
-from faceswap.render.paste import fill_unpainted
+from faceswap.render.paste import RIM_SHARE, fill_unpainted
 
 SIZE = 64
 
@@ -56,14 +56,21 @@ def test_fill_keeps_the_painted_face_exactly():
     mask = np.zeros((SIZE, SIZE), np.float32)
     mask[8:56, 12:52] = 1.0
     out = fill_unpainted(face, mask)
-    assert np.array_equal(out[16:48, 20:44], face[16:48, 20:44])   # inside (past the eroded edge): untouched
+    r = int(np.ceil(SIZE * RIM_SHARE))
+    face_past_rim = np.s_[8 + r:56 - r, 12 + r:52 - r]
+    assert np.array_equal(out[face_past_rim], face[face_past_rim])  # what it calls face, past its rim: untouched
+    assert not np.array_equal(out[8, 12:52], face[8, 12:52])       # the rim fades into the fill
     assert not np.array_equal(out[:8], face[:8])                   # outside: filled
     assert np.array_equal(fill_unpainted(face, np.ones_like(mask)), face)
+    # A young mask unsure of an eye (a hole inside the face, cut off from the background) keeps the eye.
+    unsure = mask.copy()
+    unsure[24:30, 20:28] = 0.3
+    assert np.array_equal(fill_unpainted(face, unsure)[face_past_rim], face[face_past_rim])
 
 
 def test_a_checkpoint_of_another_version_of_the_same_preset_says_so():
-    old = dataclasses.replace(preset("lite"), learn_mask=True)
+    old = dataclasses.replace(preset("lite"), learn_mask=False, mask_head=False)  # lite before its mask head
     state = {"model": FaceSwapModel(old).state_dict(), "optimizer": {}, "step": 10, "model_config": old.to_json()}
     with pytest.raises(ConfigError, match=r"ckpt\.pt: checkpoint holds another version of the 'lite' preset "
-                                          r"\(learn_mask True vs False\)"):
+                                          r"\(learn_mask False vs True, mask_head False vs True\)"):
         read_checkpoint(weights_bytes(state), "ckpt.pt", preset("lite"))

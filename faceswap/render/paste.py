@@ -83,19 +83,39 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     return roi, mask
 
 
+RIM_SHARE = 1 / 14  # of the crop's side: the band inside a learned mask's edge that fades into the fill
+
+
 def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
-    """``face`` (uint8 SxSx3) with what its decoder painted as background (``model_mask`` < 0.5, grown by a
-    twelfth of the crop) filled from the face inside it (push-pull: weighted averages up an
-    image pyramid, then down). The face hull of the footage is often wider than the new face the decoder
-    paints (the other person's cheeks sit elsewhere around the same eyes, nose and mouth); pasted as is,
-    that band shows the other person's background as a bright or dark arc down the cheek."""
+    """``face`` (uint8 SxSx3) with what its decoder painted as background (``model_mask`` below 0.5, fading
+    in up to 0.75) filled from the face well inside it (push-pull: weighted averages up an image pyramid,
+    then down). The face hull of the footage is often wider than the new face the decoder paints (the
+    other person's cheeks sit elsewhere around the same eyes, nose and mouth); pasted as is, that band
+    shows the other person's background as a bright or dark arc down the cheek. Everything the mask calls
+    face keeps its painted pixels, outline included: the face's extent is part of who it is."""
     size = face.shape[0]
-    painted = (model_mask >= 0.5).astype(np.uint8)
-    grow = max(1, size // 12)  # past the soft edge and the new face's own outline (a jaw's shadow, a rim light)
-    painted = cv2.erode(painted, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    if painted.all() or not painted.any():
+    inside = (model_mask >= 0.5).astype(np.uint8)
+    if inside.all():
         return face
-    weight = painted.astype(np.float32)
+    # Background is only what reaches the crop's edge: a young mask unsure of the eyes or the mouth (a
+    # hole inside the face) must not have them filled over.
+    flooded = np.pad(inside, 1)  # a ring of background joins every stretch of background on the edge
+    cv2.floodFill(flooded, np.zeros((size + 4, size + 4), np.uint8), (0, 0), 2)
+    holes = flooded[1:-1, 1:-1] == 0  # below 0.5 and cut off from the edge by the face
+    inside[holes] = 1
+    # Kept: what the mask calls face, fading in over RIM_SHARE of the crop inside its edge: at a young
+    # model's resolution the new face's rim is half its own background (a bright arc against a white wall).
+    rim = cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(1.0, RIM_SHARE * size)
+    sure = np.where(holes, 1.0, np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0))
+    keep = np.clip(rim, 0.0, 1.0) * sure
+    # The fill's colours come from a twelfth of the crop inside the mask: past its soft edge and the new
+    # face's own outline (a jaw's shadow, a rim light), which smeared outwards would draw a line.
+    grow = max(1, size // 12)
+    source = cv2.erode(inside,
+                       cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    if not source.any():
+        return face
+    weight = source.astype(np.float32)
     image = face.astype(np.float32) * weight[..., None]
     levels = []
     while min(weight.shape) > 2:
@@ -106,8 +126,8 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
         up = cv2.pyrUp(estimate, dstsize=(weight.shape[1], weight.shape[0]))
         known = np.clip(weight, 0.0, 1.0)[..., None]
         estimate = known * (image / np.maximum(weight, 1e-6)[..., None]) + (1.0 - known) * up
-    filled = np.clip(np.round(estimate), 0, 255).astype(np.uint8)
-    return np.where(painted[..., None] > 0, face, filled)
+    out = keep[..., None] * face.astype(np.float32) + (1.0 - keep[..., None]) * estimate
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def sharpen(face: np.ndarray, amount: float) -> np.ndarray:
