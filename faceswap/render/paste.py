@@ -97,17 +97,10 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
     inside = (model_mask >= 0.5).astype(np.uint8)
     if inside.all():
         return face
-    # Background is only what reaches the crop's edge: a young mask unsure of the eyes or the mouth (a
-    # hole inside the face) must not have them filled over.
-    flooded = np.pad(inside, 1)  # a ring of background joins every stretch of background on the edge
-    cv2.floodFill(flooded, np.zeros((size + 4, size + 4), np.uint8), (0, 0), 2)
-    holes = flooded[1:-1, 1:-1] == 0  # below 0.5 and cut off from the edge by the face
-    inside[holes] = 1
     # Kept: what the mask calls face, fading in over RIM_SHARE of the crop inside its edge: at a young
     # model's resolution the new face's rim is half its own background (a bright arc against a white wall).
     rim = cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(1.0, RIM_SHARE * size)
-    sure = np.where(holes, 1.0, np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0))
-    keep = np.clip(rim, 0.0, 1.0) * sure
+    keep = np.clip(rim, 0.0, 1.0) * np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0)
     # The fill's colours come from a twelfth of the crop inside the mask: past its soft edge and the new
     # face's own outline (a jaw's shadow, a rim light), which smeared outwards would draw a line.
     grow = max(1, size // 12)
