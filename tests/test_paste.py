@@ -62,6 +62,10 @@ def test_fill_keeps_the_painted_face_exactly():
     assert not np.array_equal(out[8, 12:52], face[8, 12:52])       # the rim fades into the fill
     assert not np.array_equal(out[:8], face[:8])                   # outside: filled
     assert np.array_equal(fill_unpainted(face, np.ones_like(mask)), face)
+    # A young mask unsure of an eye (grey, deep inside the face) keeps the eye as painted.
+    unsure = mask.copy()
+    unsure[26:32, 22:30] = 0.3
+    assert np.array_equal(fill_unpainted(face, unsure)[face_past_rim], face[face_past_rim])
 
 
 def test_a_checkpoint_of_another_version_of_the_same_preset_says_so():

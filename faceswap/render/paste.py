@@ -84,6 +84,7 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
 
 
 RIM_SHARE = 1 / 14  # of the crop's side: the band inside a learned mask's edge that fades into the fill
+DEEP_SHARE = 1 / 8  # of the crop's side: past this far inside the face, the painted face is always kept
 
 
 def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
@@ -99,8 +100,16 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
         return face
     # Kept: what the mask calls face, fading in over RIM_SHARE of the crop inside its edge: at a young
     # model's resolution the new face's rim is half its own background (a bright arc against a white wall).
-    rim = cv2.distanceTransform(inside, cv2.DIST_L2, 3) / max(1.0, RIM_SHARE * size)
-    keep = np.clip(rim, 0.0, 1.0) * np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0)
+    face_area = inside.copy()
+    flooded = np.pad(inside, 1)  # a ring of background joins every stretch of background on the crop's edge
+    cv2.floodFill(flooded, np.zeros((size + 4, size + 4), np.uint8), (0, 0), 2)
+    face_area[flooded[1:-1, 1:-1] == 0] = 1  # enclosed holes: inside the face's outline
+    depth = cv2.distanceTransform(face_area, cv2.DIST_L2, 3)
+    keep = np.clip(depth / max(1.0, RIM_SHARE * size), 0.0, 1.0) * \
+        np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0)
+    # Deep inside the face nothing is filled, whatever the mask says there: a young mask is grey at the eyes,
+    # nose and mouth, and filling them made a 150-step face unrecognisable to the detector (and to verify).
+    keep = np.maximum(keep, (depth >= DEEP_SHARE * size).astype(np.float32))
     # The fill's colours come from a twelfth of the crop inside the mask: past its soft edge and the new
     # face's own outline (a jaw's shadow, a rim light), which smeared outwards would draw a line.
     grow = max(1, size // 12)
