@@ -141,12 +141,16 @@ def test_crops_smaller_than_the_model_are_warned_of():
     assert line.startswith("train: warning: s3://b/faces_a holds 128 px crops") and "--size 256" in line
 
 
+MASKS = {"none": dict(learn_mask=False, mask_head=False), "4th channel": dict(learn_mask=True, mask_head=False),
+         "own head": dict(learn_mask=True, mask_head=True)}
+
+
 def test_a_mask_with_its_own_head_learns_without_changing_the_face():
-    """lite's mask: its loss trains only its head, so the face the decoder paints is what it would be without."""
+    """A mask from its own head: its loss trains only the head, so the face the decoder paints is what it would be without."""
     from faceswap.model.losses import reconstruction_loss
 
     torch.manual_seed(0)
-    model = FaceSwapModel(preset("lite"))
+    model = FaceSwapModel(dataclasses.replace(preset("lite"), **MASKS["own head"]))
     x, hull = torch.rand(2, 3, 64, 64), (torch.rand(2, 1, 64, 64) > 0.5).float()
     out_a, _ = model(x, x)
     mask_only = reconstruction_loss(out_a[:, :3].detach(), x, mask_pred=out_a[:, 3:4], mask_target=hull)
@@ -154,7 +158,7 @@ def test_a_mask_with_its_own_head_learns_without_changing_the_face():
     moved = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert moved and all(n.startswith("decoder_a.mask.") for n in moved), sorted(moved)
     with pytest.raises(ValueError, match="mask_head needs learn_mask"):
-        dataclasses.replace(preset("lite"), learn_mask=False)
+        dataclasses.replace(preset("lite"), mask_head=True)
 
 
 def test_encoder_is_shared_and_decoders_are_not():
@@ -290,10 +294,6 @@ def test_only_the_shards_the_manifest_names_are_read(tmp_path):
 
 
 # -- final model folder ----------------------------------------------------------------------------------
-
-MASKS = {"none": dict(learn_mask=False, mask_head=False), "4th channel": dict(learn_mask=True, mask_head=False),
-         "own head": dict(learn_mask=True, mask_head=True)}
-
 
 def _write_lite_model(uri: str, mask: str = "none") -> tuple[FaceSwapModel, str]:
     cfg = dataclasses.replace(preset("lite"), **MASKS[mask])

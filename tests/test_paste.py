@@ -69,8 +69,8 @@ def test_fill_keeps_the_painted_face_exactly():
 
 
 def test_a_checkpoint_of_another_version_of_the_same_preset_says_so():
-    old = dataclasses.replace(preset("lite"), learn_mask=False, mask_head=False)  # lite before its mask head
+    old = dataclasses.replace(preset("lite"), learn_mask=True, mask_head=True)
     state = {"model": FaceSwapModel(old).state_dict(), "optimizer": {}, "step": 10, "model_config": old.to_json()}
     with pytest.raises(ConfigError, match=r"ckpt\.pt: checkpoint holds another version of the 'lite' preset "
-                                          r"\(learn_mask False vs True, mask_head False vs True\)"):
+                                          r"\(learn_mask True vs False, mask_head True vs False\)"):
         read_checkpoint(weights_bytes(state), "ckpt.pt", preset("lite"))

@@ -79,14 +79,14 @@ class ModelConfig:
 PRESETS: dict[str, ModelConfig] = {
     # Classic faceswap "original": 64 px, 4 strided 5x5 convs, 1024-wide bottleneck.
     "original": ModelConfig(),
-    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. Its mask has
-    # a head of its own: with the mask as a 4th channel of its 16-channel last layer, both 10-minute
-    # trainings on the real-footage benchmark retrieved the new identity far less often (26 % and 44 %
-    # against 66 %); convert needs the mask to fill the background the decoder paints inside the
-    # footage's face (benchmarks/RESULTS.md).
+    # Small enough to learn a recognisable swap of two sample faces in minutes on 2 CPU cores. No mask yet:
+    # a mask as a 4th channel of its 16-channel last layer cost identity on the real-footage benchmark
+    # (26 % and 44 % retrieval against 66 %); one from a head of its own (mask_head) did not, and with
+    # convert's fill took most of the arc away, but the fill of a young (150-step) model's grey mask cost
+    # laundered outputs their watermark (tests/test_provenance_matrix.py). benchmarks/RESULTS.md has both.
     "lite": ModelConfig(preset="lite", size=64, encoder_dims=[32, 64, 128, 256], bottleneck=128,
                         dense_side=4, dense_dims=256, decoder_dims=[96, 48, 32, 16], kernel=3,
-                        learn_mask=True, mask_head=True, batch_size=16, lr=4e-4, steps=1200),
+                        batch_size=16, lr=4e-4, steps=1200),
     # For GPUs: 128 px, wider, residual decoder blocks and a learned mask.
     "hd": ModelConfig(preset="hd", size=128, encoder_dims=[64, 128, 256, 512, 1024], bottleneck=512,
                       dense_side=4, dense_dims=512, decoder_dims=[512, 384, 192, 96, 48],
