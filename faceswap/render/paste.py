@@ -98,13 +98,13 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
     inside = (model_mask >= 0.5).astype(np.uint8)
     if inside.all():
         return face
-    # Kept: what the mask calls face, fading in over RIM_SHARE of the crop inside its edge: at a young
-    # model's resolution the new face's rim is half its own background (a bright arc against a white wall).
     face_area = inside.copy()
     flooded = np.pad(inside, 1)  # a ring of background joins every stretch of background on the crop's edge
     cv2.floodFill(flooded, np.zeros((size + 4, size + 4), np.uint8), (0, 0), 2)
     face_area[flooded[1:-1, 1:-1] == 0] = 1  # enclosed holes: inside the face's outline
     depth = cv2.distanceTransform(face_area, cv2.DIST_L2, 3)
+    # Kept: what the mask calls face, fading in over RIM_SHARE of the crop inside its edge: at a young
+    # model's resolution the new face's rim is half its own background (a bright arc against a white wall).
     keep = np.clip(depth / max(1.0, RIM_SHARE * size), 0.0, 1.0) * \
         np.clip((model_mask.astype(np.float32) - 0.5) / 0.25, 0.0, 1.0)
     # Deep inside the face nothing is filled, whatever the mask says there: a young mask is grey at the eyes,
@@ -113,8 +113,7 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
     # The fill's colours come from a twelfth of the crop inside the mask: past its soft edge and the new
     # face's own outline (a jaw's shadow, a rim light), which smeared outwards would draw a line.
     grow = max(1, size // 12)
-    source = cv2.erode(inside,
-                       cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    source = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     if not source.any():
         return face
     weight = source.astype(np.float32)
