@@ -351,16 +351,19 @@ def test_erode_of_a_hull_matches_a_disc(px):
         assert np.all(fast <= mask) if px > 0 else np.all(fast >= mask)
 
 
-def test_a_small_turning_face_keeps_landmarks_of_its_own_size(dlib_hog):
-    """A face smaller than the detector's window (70 px, dlib's is 80): the re-check enlarges its crop, so
-    the box, and the landmarks fitted to it, keep the face's size. At scale 1 the re-check's smallest box
-    was bigger than the face and 27 % of frames came out more than 10 % of the eye distance off (up to 1.4x
-    the face; benchmarks/tracking.py measures the same on 1500 frames)."""
+@pytest.mark.parametrize("face_px", [56.0, 70.0])
+def test_a_small_turning_face_keeps_landmarks_of_its_own_size(dlib_hog, face_px):
+    """A face smaller than the detector's window (dlib's is 80 px), turning and scaling: its landmarks keep
+    the face's size on every frame. The re-check enlarges its crop (at scale 1 its smallest box was bigger than
+    the face: 27 % of frames more than 10 % of the eye distance off), and a fit that changed size since the
+    last frame is checked in a smaller box (before that, 95.4 % of these frames were within 10 %, with 8-10
+    frames off by more than 20 %: the predictor's too-large answer; benchmarks/tracking.py measures the same
+    on 1500 encoded frames)."""
     from faceswap.config import ExtractConfig
     from faceswap.samples import _Scene, head_crop
 
     fps, frames = 25, 240
-    scene = _Scene(854, 480, [("b", 70.0, False, 0.5, 0.45)], seed=7, textured=True)
+    scene = _Scene(854, 480, [("b", face_px, False, 0.5, 0.45)], seed=7, textured=True)
     crop = head_crop("b")
     (points, _), = dlib_hog.landmarks(crop, dlib_hog.detect(crop))
     layer = scene.layers[0]
@@ -375,5 +378,45 @@ def test_a_small_turning_face_keeps_landmarks_of_its_own_size(dlib_hog):
         truth = in_layer @ m[:, :2].T + m[:, 2]
         assert len(faces) == 1, f"frame {i}: {len(faces)} faces"
         errors.append(np.linalg.norm(faces[0].landmarks - truth, axis=1).mean() / align.inter_ocular(truth))
-    good = np.mean(np.asarray(errors) <= 0.10)
-    assert good >= 0.9, f"{good:.1%} of frames within 10 % of the eye distance"
+    errors = np.asarray(errors)
+    good = np.mean(errors <= 0.10)
+    assert good >= 0.99, f"{good:.1%} of frames within 10 % of the eye distance"
+    assert errors.max() < 0.2, f"frame {int(errors.argmax())} off by {errors.max():.2f} eye distances"
+
+
+class _TwoAnswerPredictor:
+    """A landmark backend whose predictor, like dlib's, answers a box more than 15 % too large with a face
+    1.4x too large; otherwise with the true face, whatever the box."""
+
+    def __init__(self, truth: np.ndarray):
+        self.truth = truth
+        self.side = float(np.ptp(truth[:, 0]))
+
+    def landmarks(self, rgb, boxes):
+        out = []
+        for box in boxes:
+            grown = (box[2] - box[0]) > 1.15 * self.side
+            pts = self.truth.mean(axis=0) + (self.truth - self.truth.mean(axis=0)) * (1.4 if grown else 1.0)
+            out.append((pts.astype(np.float32), 1.0))
+        return out
+
+
+def test_a_fit_that_jumps_in_size_is_refitted_in_a_smaller_box():
+    from faceswap.faces.align import MEAN_FACE_68
+    from faceswap.faces.tracker import SHRUNK_BOX, fit_landmarks, inner_radius
+
+    truth = MEAN_FACE_68 * 60 + 100
+    backend, rgb = _TwoAnswerPredictor(truth), np.zeros((300, 300, 3), np.uint8)
+    right, large = np.array([98, 98, 162, 162.0]), np.array([88, 88, 172, 172.0])  # 64 and 84 px boxes
+    # the large box gets the wrong answer, the large box shrunk and the right box the true face
+    assert 84 > 1.15 * backend.side >= max(64, 84 * SHRUNK_BOX)
+    size = inner_radius(truth)
+    # a tracked face (its size a frame ago known): the too-large answer is refitted, the right one kept
+    (pts, _), (kept, _) = fit_landmarks(backend, rgb, [large, right], [size, size])
+    assert np.allclose(pts, truth, atol=1e-3) and np.allclose(kept, truth, atol=1e-3)
+    # a new face has no size to compare with: its box's fit, as the predictor gives it
+    (new, _), = fit_landmarks(backend, rgb, [large], [None])
+    assert inner_radius(new) == pytest.approx(1.4 * size, rel=1e-3)
+    # a face that really grew (a zoom past the step) keeps the fit nearer its last size: here the box's own
+    (grown, _), = fit_landmarks(backend, rgb, [right], [size / 1.1])
+    assert np.allclose(grown, truth, atol=1e-3)
