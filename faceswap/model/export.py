@@ -108,15 +108,23 @@ class Swapper:
         masks = np.empty(crops.shape[:3], np.float32) if self.model_config.learn_mask else None
         with torch.inference_mode():
             for i in range(0, len(crops), self.batch_size):
-                x = torch.from_numpy(crops[i:i + self.batch_size]).to(self.device)
+                chunk = crops[i:i + self.batch_size]
+                n = len(chunk)
+                # Every call runs a full batch (the tail padded with blank crops): the CPU kernels round
+                # differently for other batch sizes (~1e-7), which flipped a few pixels of a face by 1-3
+                # levels when the same film was cut into other segments; at one batch size a face's result
+                # does not depend on where in the batch it sits or what sits beside it.
+                if n < self.batch_size:
+                    chunk = np.concatenate([chunk, np.zeros((self.batch_size - n, *chunk.shape[1:]), np.uint8)])
+                x = torch.from_numpy(chunk).to(self.device)
                 x = x.permute(0, 3, 1, 2).float().div_(255)                 # (B, 3, S, S)
                 code = self.model.encoder(x)
-                y = other(code)                                              # (B, 3|4, S, S)
-                faces[i:i + len(x)] = to_uint8(y)
+                y = other(code)[:n]                                          # (n, 3|4, S, S)
+                faces[i:i + n] = to_uint8(y)
                 if masks is not None:
-                    masks[i:i + len(x)] = y[:, 3].float().cpu().numpy()
+                    masks[i:i + n] = y[:, 3].float().cpu().numpy()
                 if rebuilt is not None:
-                    rebuilt[i:i + len(x)] = to_uint8(same(code))
+                    rebuilt[i:i + n] = to_uint8(same(code)[:n])
         return faces, masks, rebuilt
 
 
