@@ -115,9 +115,10 @@ def _look(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 
 
 def inner_radius(points: np.ndarray) -> float:
-    """RMS distance of the brows, eyes, nose and mouth (points 17..67) from their centre: a face's size."""
-    inner = np.asarray(points, np.float64).reshape(68, 2)[17:]
-    return float(np.sqrt(((inner - inner.mean(axis=0)) ** 2).sum(axis=1).mean()))
+    """RMS distance of the brows, eyes, nose and mouth (`align.INNER`) from their centre: a face's size."""
+    from faceswap.faces.align import INNER
+
+    return _frame_of(np.asarray(points, np.float64).reshape(68, 2)[INNER])[1]
 
 
 def shrink_box(box: np.ndarray, factor: float) -> np.ndarray:
