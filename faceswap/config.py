@@ -56,6 +56,10 @@ class ExtractConfig:
     max_failed_frames: float = opt(0.01, "share of undecodable frames in a shard that still counts as success")
     check_every: int = opt(4, "re-check tracked faces with the detector on a small crop every K frames (a "
                               "face whose landmarks stop looking like a face is re-detected at once)")
+    hands: bool = opt(True, "find the hands near each face (MediaPipe's hand landmarker, taken once from its "
+                            "PyPI wheel), so convert keeps a hand in front of the face in front of the new face",
+                      flag="--no-hands", flag_help="find no hands (faster; convert then keeps only what the model "
+                                                   "cannot rebuild in front of the face)")
     fan_detector: str = opt("sfd", "face detector of the fan backend", choices=["sfd", "blazeface"])
     device: str = opt("cpu", "torch device of the fan backend (cpu, cuda)")
     decoder: str = opt("auto", "video decoder: auto (PyAV wherever frames carry timestamps, else decord), pyav, or "

@@ -2,6 +2,7 @@
 
     <root>/manifest.json                 the set: settings, inputs (with content signatures), shards, counts
     <root>/alignments/<shard>.parquet    one record per kept face (schema below), written last per shard
+    <root>/hands/<shard>.parquet         the hands near faces per frame (21 points each; faces/hands.py), before it
     <root>/faces/<shard>/<frame>_<face>.jpg|png   the aligned crops the records name
 
 A face set is the shards its manifest names: other Parquet files under
@@ -41,6 +42,17 @@ def alignment_schema():
 
 def alignment_key(shard_id: str) -> str:
     return check_key(f"alignments/{shard_id}.parquet")
+
+
+def hands_schema():
+    import pyarrow as pa
+
+    return pa.schema([("frame", pa.int64()), ("hand", pa.int16()), ("points", pa.list_(pa.float32(), 42)),
+                      ("presence", pa.float32())], metadata={"faceswap.schema": str(SCHEMA_VERSION)})
+
+
+def hands_key(shard_id: str) -> str:
+    return check_key(f"hands/{shard_id}.parquet")
 
 
 # -- writing (extract) -----------------------------------------------------------------------------
@@ -122,6 +134,27 @@ def frame_records(store: Store, shards: list[dict], start: int, stop: int) -> di
         for row in read_alignments(store, entry["id"], (start, stop)):
             out[int(row["frame"])].append((np.asarray(row["landmarks"], np.float64).reshape(68, 2), row["matrix"],
                                            int(row["size"]), row["bbox"]))
+    return out
+
+
+def frame_hands(store: Store, shards: list[dict], start: int, stop: int) -> dict[int, list[np.ndarray]]:
+    """frame -> [(21, 2) points of each hand near a face] for frames [start, stop); empty for shards
+    extracted without hands (``--no-hands``, or by a faceswap before hands were found)."""
+    out: dict[int, list] = defaultdict(list)
+    for entry in shards:
+        if entry["stop"] <= start or entry["start"] >= stop:
+            continue
+        key = hands_key(entry["id"])
+        if not store.exists(key):
+            continue
+        table = store.read_parquet(key)
+        if "frame" not in table.column_names or "points" not in table.column_names:
+            raise InputError(f"{store.url(key)}: missing hand column(s) frame, points")
+        for row in table.select(["frame", "points"]).to_pylist():
+            if start <= row["frame"] < stop:
+                if row["points"] is None or len(row["points"]) != 42:
+                    raise InputError(f"{store.url(key)}: malformed hand for frame {row['frame']} (needs 42 values)")
+                out[int(row["frame"])].append(np.asarray(row["points"], np.float64).reshape(21, 2))
     return out
 
 

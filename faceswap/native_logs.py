@@ -8,7 +8,8 @@ logging, so no logging filter reaches them. One opens every command that runs a 
 
 Ray Data puts every actor pool's constructor arguments in the object store and restarts lost actors by
 design (ray-project/ray#53727): the line says nothing about the user's command, and an E line reads as an
-error. The command's own process runs with fd 2 through a pipe; a thread copies everything to the real
+error. LiteRT (the hand models, faces/hands.py) prints "INFO: Created TensorFlow Lite XNNPACK delegate for
+CPU." from every extract actor that loads them: noise of the same kind. The command's own process runs with fd 2 through a pipe; a thread copies everything to the real
 stderr as it comes, except whole lines that match NATIVE_NOISE (also as an actor's forwarded log line:
 Ray Train's controller prints it for its own actors). Partial lines (progress bars redrawn with \\r) pass
 at once; only a line that starts like a log line ("[", "(", a colour code) waits for its newline.
@@ -24,10 +25,12 @@ import sys
 import threading
 
 # A native line, or one a Ray actor's log forwarded to the driver ("\x1b[36m(TrainController pid=9)\x1b[0m [...").
-_LINE_START = rb"^(?:\x1b\[\d+m)?(?:\([^)\n]*\))?(?:\x1b\[0m)? ?\[[^\]\n]*\] "
+_ACTOR_PREFIX = rb"^(?:\x1b\[\d+m)?(?:\([^\n]*?\))?(?:\x1b\[0m)? ?"  # "(MapWorker(MapBatches(X)) pid=9)" too
+_LINE_START = _ACTOR_PREFIX + rb"\[[^\]\n]*\] "
 NATIVE_NOISE = (
     re.compile(_LINE_START + rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the "
                rb"object store and max_restarts > 0"),
+    re.compile(_ACTOR_PREFIX + rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU"),
 )
 _HELD_STARTS = (b"[", b"\x1b[", b"(")  # how such lines begin: only these wait for their newline
 _HOLD_LIMIT = 1 << 16  # a "[" line longer than this without a newline is not a log line: let it through

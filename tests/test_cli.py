@@ -118,8 +118,9 @@ def test_a_command_on_its_own_local_ray_shows_its_work_not_rays_notices(run_cli,
 
 
 def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_else_at_once(tmp_path):
-    """fd 2 writes as Ray's C++ logger and Python make them: a noise line split over writes, another
-    native line, a progress bar redrawn with \r and no newline, and the command's one-line error."""
+    """fd 2 writes as Ray's C++ logger and Python make them: a noise line split over writes, LiteRT's line
+    forwarded from an actor, another native line, a progress bar redrawn with \r and no newline, and the
+    command's one-line error."""
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent('''
         import os, sys, time
@@ -129,6 +130,8 @@ def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_els
                         b"'MapWorker(MapBatches(ExtractShard))' and ID: 'ab' has constructor ")
             time.sleep(0.2)
             os.write(2, b"arguments in the object store and max_restarts > 0. If the arguments ...\\n")
+            os.write(2, b"\\x1b[36m(MapWorker(MapBatches(ExtractShard)) pid=12)\\x1b[0m INFO: Created TensorFlow "
+                        b"Lite XNNPACK delegate for CPU.\\n")
             os.write(2, b"[2026-11-30 10:21:34,000 E 9359 9359] raylet_client.cc:12: a real native error\\n")
             sys.stderr.write("progress 1/3\\rprogress 2/3\\r")
             sys.stderr.flush()
@@ -142,7 +145,7 @@ def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_els
     with open(err_path, "wb") as err:
         proc = subprocess.run([sys.executable, str(script), str(seen_path), str(err_path)], stderr=err,
                               stdout=subprocess.PIPE, text=True, timeout=60, cwd=ROOT)
-    assert proc.returncode == 0 and proc.stdout == "1"
+    assert proc.returncode == 0 and proc.stdout == "2"
     text = err_path.read_bytes().decode()  # bytes: read_text would turn \r into \n
     assert text == ("[2026-11-30 10:21:34,000 E 9359 9359] raylet_client.cc:12: a real native error\n"
                     "progress 1/3\rprogress 2/3\rprogress 3/3\nfaceswap: error: clip.mp4: not a video file\n")

@@ -1,10 +1,12 @@
 """One swapped face into its frame: the per-face work of convert, also timed bare by the benchmark.
 
     generated crop (model size) + original crop + landmarks (+ the model's rebuild of the original)
-      -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py)
+      -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py), and so are
+         the hands extract found there (faces/hands.py)
       -> where the model's own mask (if it learns one) says it painted background: filled from its face
       -> colour match in the uncovered face hull (and where that mask says face)
-      -> sharpen -> paste under the blend mask (the hull, minus what covers the face)
+      -> sharpen -> paste under the blend mask (the hull, minus what covers the face: hands drawn at the frame's
+         resolution, so fingers keep sharp edges)
       -> watermark under that same mask (pixels outside never change)
 """
 
@@ -15,12 +17,15 @@ import numpy as np
 
 def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, landmarks: np.ndarray,
                 matrix: np.ndarray, mask: np.ndarray | None, settings, index: int, bbox=None,
-                watermarker=None, landmarker=None, rebuilt: np.ndarray | None = None) -> np.ndarray | None:
+                watermarker=None, landmarker=None, rebuilt: np.ndarray | None = None,
+                hands: list | None = None) -> np.ndarray | None:
     """``frame`` (RGB, changed in place) with the face pasted and marked, or None where it could not be
     pasted. ``matrix``: frame -> model-size crop; ``settings``: a ConvertConfig; ``mask``: the model's
     own mask, if it learns one; ``landmarker``: finds the rendered face's landmarks for the watermark;
-    ``rebuilt``: the original crop through its own identity's decoder, for the occlusion mask (None: off)."""
+    ``rebuilt``: the original crop through its own identity's decoder, for the occlusion mask (None: off);
+    ``hands``: (21, 2) points in frame pixels of the hands in front of this frame's faces (kept)."""
     from faceswap.faces.align import transform_points
+    from faceswap.faces.hands import hand_mask
     from faceswap.faces.masks import hull_mask
     from faceswap.render.color import match_color
     from faceswap.render.occlusion import occlusion_keep
@@ -35,11 +40,13 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
     if rebuilt is not None:
         keep = occlusion_keep(original, rebuilt, hull)
         region = region * (keep > 0.5)
+    if hands:
+        region = region * (hand_mask([transform_points(h, matrix) for h in hands], (size, size)) < 0.5)
     if model_mask is not None:  # the new face reaches the footage's hull: no background of its own pasted
         generated = fill_unpainted(generated, model_mask)
     face = sharpen(match_color(generated, original, region, settings.color), settings.sharpen)
     pasted = paste_face(frame, face, matrix, landmarks, keep, erode_px=settings.erode_px,
-                        feather_px=settings.feather_px, seamless=settings.seamless)
+                        feather_px=settings.feather_px, seamless=settings.seamless, hands=hands)
     if pasted is None:
         return None
     if watermarker is None:

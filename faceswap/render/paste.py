@@ -2,7 +2,8 @@
 
     face crop (model size) + 2x3 source->crop matrix + landmarks
         -> region of interest in the frame (the crop's footprint, clipped)
-        -> warp crop into the ROI, hull mask (eroded, feathered inside the hull)
+        -> warp crop into the ROI, hull mask (eroded, feathered inside the hull), minus what covers the face
+           (the occlusion keep mask, warped; the hands, drawn in the ROI)
         -> frame[roi] = mask * face + (1 - mask) * frame[roi]
 
 Work happens on the ROI only, so the cost does not grow with the frame size,
@@ -52,8 +53,9 @@ def blend_mask(landmarks: np.ndarray, roi: tuple[int, int, int, int], erode_px: 
 
 def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmarks: np.ndarray,
                keep: np.ndarray | None = None, erode_px: int = 0, feather_px: int = 0,
-               seamless: bool = False) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-    """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place.
+               seamless: bool = False, hands: list | None = None) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Blend ``face`` (uint8 SxSx3, aligned by ``matrix``) into ``frame`` in place; ``hands`` ((21, 2) points
+    in frame pixels) stay in front of it.
 
     Returns the ROI (x0, y0, x1, y1) and the blend mask over it, or None when nothing was pasted.
     """
@@ -68,6 +70,10 @@ def paste_face(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, landmark
     mask = blend_mask(landmarks, roi, erode_px, feather_px)
     if keep is not None:  # (S, S) in [0, 1] in the face's crop: 0 where the footage stays (an occluder)
         mask *= warp_from_crop(keep.astype(np.float32), m, shape)
+    if hands:
+        from faceswap.faces.hands import hand_mask
+
+        mask *= 1.0 - hand_mask([np.asarray(h, np.float64) - (x0, y0) for h in hands], shape)
     if not mask.any():
         return None
     original = frame[y0:y1, x0:x1]

@@ -2,9 +2,10 @@
 
     video + face set + model -> plan frame-range shards (segments already in the work store are skipped)
       -> [ConvertShard actors] records (+ HALO frames each side) -> smooth each face track, fill short holes
+           (+ the hands extract found near the faces)
            -> decode -> crop each face with its (refitted) matrix
            -> encoder -> decoder B (the swap) and decoder A (the rebuild: what is not face = occluder), batched
-           -> colour match -> paste under the hull mask minus occluders -> watermark
+           -> colour match -> paste under the hull mask minus occluders (what the rebuild misses, hands) -> watermark
            -> visible label (optional) -> encode -> segments/<plan>/<shard>.mkv (published atomically)
       -> assemble: concat without re-encoding + the source's audio + provenance tags -> output
 
@@ -33,7 +34,7 @@ from faceswap import __version__
 from faceswap.config import ConvertConfig, normalized
 from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
 from faceswap.faces.smoothing import HALO, smooth_records
-from faceswap.faceset import FaceSet, alignment_key, frame_records
+from faceswap.faceset import FaceSet, alignment_key, frame_hands, frame_records
 from faceswap.provenance import watermark
 from faceswap.raycluster import Cluster
 from faceswap.storage import Store, local_input, split_uri
@@ -102,6 +103,8 @@ class ConvertShard:
             records = smooth_records(halo, start, stop)
         else:
             records = frame_records(self.faces, plan.faceset_shards, start, stop)
+        # Hands in front of the faces stay in front (extract found them); off with the rest of --no-occlusion.
+        hands = frame_hands(self.faces, plan.faceset_shards, start, stop) if s.occlusion else {}
         key = plan.segment_key(shard)
         swapped_frames = faces = 0
         with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
@@ -116,9 +119,9 @@ class ConvertShard:
                     expected += 1
                     pending.append((index, frame))
                     if sum(len(records.get(i, ())) for i, _ in pending) >= FACE_BATCH or len(pending) >= 64:
-                        n_swapped, n_faces = self.render(pending, records, writer, shard)
+                        n_swapped, n_faces = self.render(pending, records, hands, writer)
                         swapped_frames, faces, pending = swapped_frames + n_swapped, faces + n_faces, []
-                n_swapped, n_faces = self.render(pending, records, writer, shard)
+                n_swapped, n_faces = self.render(pending, records, hands, writer)
                 swapped_frames, faces = swapped_frames + n_swapped, faces + n_faces
                 if expected != stop:
                     raise InputError(f"{s.video}: decoded {expected - start} of {stop - start} frames of "
@@ -126,8 +129,9 @@ class ConvertShard:
             self.work.put_file(local_segment, key)
         return {"swapped_frames": swapped_frames, "faces": faces}
 
-    def render(self, frames: list[tuple[int, np.ndarray]], records: dict, writer, shard: str) -> tuple[int, int]:
-        """Swap every recorded face of ``frames`` (one model call), write the frames in order."""
+    def render(self, frames: list[tuple[int, np.ndarray]], records: dict, hands: dict, writer) -> tuple[int, int]:
+        """Swap every recorded face of ``frames`` (one model call), keeping ``hands`` (frame -> [(21, 2) points])
+        in front; write the frames in order."""
         from faceswap.faces.align import warp_to_crop
         from faceswap.render.face import render_face
 
@@ -147,7 +151,7 @@ class ConvertShard:
             index, frame = frames[pos]
             rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
                                    s, index, bbox, self.watermarker, self.landmarker,
-                                   rebuilt=None if rebuilt is None else rebuilt[k])
+                                   rebuilt=None if rebuilt is None else rebuilt[k], hands=hands.get(index))
             if rendered is not None:
                 swapped.add(pos)
                 frames[pos] = (index, rendered)

@@ -3,7 +3,9 @@
     inputs -> validate (probe / imread) -> check store -> references -> plan shards -> skip finished
       -> Ray Data: from_items(shards) -> map_batches(ExtractShard) on an actor pool
            ExtractShard: decode frame range -> FaceTracker -> align -> identity filter
-                         -> crops faces/<shard>/<frame>_<face>.jpg (or .png) -> alignments/<shard>.parquet (last)
+                         -> HandTracker: the hands near those faces (faces/hands.py)
+                         -> crops faces/<shard>/<frame>_<face>.jpg (or .png) -> hands/<shard>.parquet
+                         -> alignments/<shard>.parquet (last)
       -> per-shard status rows -> checks (failed shards, sources without faces) -> manifest.json
 
 One shard is one Ray Data row in and one summary row out. The alignment Parquet
@@ -27,7 +29,8 @@ import numpy as np
 
 from faceswap.config import ExtractConfig, normalized
 from faceswap.errors import FaceswapError, InputError, raise_for_failed, shard_status
-from faceswap.faceset import alignment_key, alignment_schema, finished_shards, shard_faces, write_manifest
+from faceswap.faceset import (alignment_key, alignment_schema, finished_shards, hands_key, hands_schema, shard_faces,
+                              write_manifest)
 from faceswap.raycluster import Cluster
 from faceswap.stages.extract_plan import ExtractShardSpec, plan_shards, validate_inputs
 from faceswap.storage import Store, check_key, local_input
@@ -50,7 +53,8 @@ class ExtractShard:
     Fan-out: 1 shard (~100-500 frames) -> one crop and one record per kept face per frame.
     """
 
-    def __init__(self, cfg: ExtractConfig, refs: list | None = None, overlap: bool = True):
+    def __init__(self, cfg: ExtractConfig, refs: list | None = None, overlap: bool = True,
+                 hand_models: dict | None = None):
         from faceswap.faces.backend import make_backend
         from faceswap.faces.identity import FaceEncoder
         from faceswap.raycluster import usable_cores
@@ -61,6 +65,10 @@ class ExtractShard:
                                     c.model_dir, c.device)
         self.refs = np.asarray(refs, dtype=np.float32).reshape(-1, 128) if refs else None
         self.encoder = FaceEncoder() if self.refs is not None else None
+        from faceswap.faces.hands import HandLandmarker, load_hand_models
+
+        # The driver sends the models' bytes (workers need no registry); built alone, the shard loads them.
+        self.hand_net = HandLandmarker(hand_models or load_hand_models()) if c.hands else None
         self.store = Store(c.out)
         # Decode-ahead and crop-writer threads pay where this worker has a core to spare; on one
         # core (the pool fills the node, or the process is pinned) they only add hand-offs.
@@ -77,7 +85,7 @@ class ExtractShard:
         from faceswap.heap import release_freed_memory
 
         t0, started = time.perf_counter(), time.time()
-        self.records, self.failed = [], 0
+        self.records, self.hands, self.failed = [], [], 0
         row = shard_status(lambda: self._extract(shard))
         release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
         return {"shard": shard.id, "source": shard.source, "frames": shard.frames,
@@ -97,6 +105,8 @@ class ExtractShard:
         if self.failed > self.cfg.max_failed_frames * shard.frames:
             raise InputError(f"{shard.uri}: {self.failed} of {shard.frames} frames in [{shard.start}, "
                              f"{shard.stop}) could not be read")
+        if self.hand_net is not None:
+            self.store.write_parquet(hands_key(shard.id), self._hands_table())
         self.store.write_parquet(alignment_key(shard.id), self._table())  # last: the done-marker
 
     def _tracker(self):
@@ -106,10 +116,17 @@ class ExtractShard:
         return FaceTracker(self.backend, detect_every=c.detect_every, min_face_px=c.min_face_px, smooth=c.smooth,
                            check_every=c.check_every)
 
+    def _hand_tracker(self, detect_every: int | None = None):
+        from faceswap.faces.hands import DETECT_EVERY, HandTracker
+
+        if self.hand_net is None:
+            return None
+        return HandTracker(self.hand_net, detect_every or DETECT_EVERY)
+
     def _video(self, shard: ExtractShardSpec) -> None:
         from faceswap.video.decode import Prefetch, iter_frames
 
-        tracker, identities = self._tracker(), {}
+        tracker, identities, hands = self._tracker(), {}, self._hand_tracker()
         next_frame = shard.start
         # Decoding runs a few frames ahead in a thread where a core is free to overlap it with tracking.
         ahead = Prefetch if self.overlap else contextlib.closing
@@ -135,6 +152,9 @@ class ExtractShard:
                     self._keep(shard, past_index, past_ts, past_rgb, face, identities)
                 for face in faces:
                     self._keep(shard, index, ts, rgb, face, identities)
+                if hands is not None:
+                    hands.update(rgb, [face.bbox for face in faces], index)
+        self._add_hands(hands)
 
     def _images(self, shard: ExtractShardSpec) -> None:
         from faceswap.faces.identity import read_image
@@ -148,9 +168,21 @@ class ExtractShard:
                 self.failed += 1
                 continue
             # Each photo stands alone: a fresh tracker runs the full detector and numbers its faces from 0.
-            identities = {}
-            for face in self._tracker().update(rgb):
+            identities, hands = {}, self._hand_tracker(detect_every=1)
+            faces = self._tracker().update(rgb)
+            for face in faces:
                 self._keep(shard, index, 0.0, rgb, face, identities, every=1)
+            if hands is not None:
+                hands.update(rgb, [face.bbox for face in faces], index)
+                self._add_hands(hands)
+
+    def _add_hands(self, hands) -> None:
+        if hands is None:
+            return
+        for index, found in hands.found.items():
+            for k, hand in enumerate(found):
+                self.hands.append({"frame": int(index), "hand": k, "points": hand.points.reshape(-1).tolist(),
+                                   "presence": float(hand.presence)})
 
     def _keep(self, shard, index, ts, rgb, face, identities, every=IDENTITY_EVERY_FRAMES) -> None:
         from faceswap.faces import align
@@ -177,6 +209,13 @@ class ExtractShard:
             "identity_distance": None if distance is None else float(distance), "crop": key,
             "score": float(face.score)})
 
+    def _hands_table(self):
+        import pyarrow as pa
+
+        schema = hands_schema()
+        self.hands.sort(key=lambda r: (r["frame"], r["hand"]))
+        return pa.Table.from_pylist(self.hands, schema=schema) if self.hands else schema.empty_table()
+
     def _table(self):
         import pyarrow as pa
 
@@ -202,6 +241,11 @@ def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | No
     store = Store(cfg.out)
     store.check_writable()
     check_backend(cfg.backend, cfg.fan_detector if cfg.backend == "fan" else cfg.detector, cfg.model_dir, cfg.device)
+    hand_models = None
+    if cfg.hands:  # the hand models once on the driver (fetched into the cache the first time), sent to every actor
+        from faceswap.faces.hands import load_hand_models
+
+        hand_models = load_hand_models()
     refs = None
     if cfg.identity:  # the references' faces are found with the run's dlib detector (hog or cnn)
         refs = load_references(cfg.identity, make_backend("dlib", cfg.detector) if cfg.backend == "dlib" else None)
@@ -217,7 +261,8 @@ def run_extract(cfg: ExtractConfig, progress: bool = True, cluster: Cluster | No
     rows = cluster.run_shards(
         [{"spec": s.to_json()} for s in todo], ExtractShard, workers=workers, progress=progress,
         cpus=ACTOR_CPUS,  # fractional: Ray Data's own tasks keep a slice of a 2-core laptop
-        kwargs={"cfg": cfg, "refs": None if refs is None else refs.tolist(), "overlap": overlap})
+        kwargs={"cfg": cfg, "refs": None if refs is None else refs.tolist(), "overlap": overlap,
+                "hand_models": hand_models})
 
     failed = [r for r in rows if r["status"] != "ok"]
     if not cfg.keep_going:
