@@ -7,7 +7,8 @@ Prints frames/s of:
   naive loop       dlib HOG on the full-resolution frame, every frame, + 68 landmarks:
                    upsample 0 (the fastest plain loop) and upsample 1 (dlib's examples and
                    face_recognition's default, what a plain script runs; the better of 2 runs)
-  pipeline         run_extract (Ray Data actor pool, crops + Parquet written) with 1 and 2 workers:
+  pipeline         run_extract (Ray Data actor pool, crops + Parquet written) with 1 and 2 workers, and with
+                   1 worker and --no-hands (what finding the hands near the faces costs, side by side):
                    wall time of the whole run (input checks, shard planning, actor start and model
                    loading included) and steady state (frames / seconds inside the actors); Ray Data's
                    detached helper actors are started once before, as on a cluster that ran a job
@@ -113,6 +114,9 @@ def measure(inputs: list[str], out: str, workers_list: tuple[int, ...], settings
         r["ray_data_first_job_s"] = time.perf_counter() - t
         for w in workers_list:
             r[f"pipeline{w}"] = pipeline(inputs, os.path.join(out, f"out{w}"), w, settings)
+        if 1 in workers_list:
+            r["pipeline1_no_hands"] = pipeline(inputs, os.path.join(out, "out1_no_hands"), 1,
+                                               {**settings, "hands": False})
     finally:
         ray.shutdown()
     if baselines and 1 in workers_list:
@@ -158,10 +162,16 @@ def report(whole: dict, pinned: dict, settings: dict, frames: int, copies: int) 
               f"{one['startup_s']:.1f} s to the first shard)")
         print(f"  {'pipeline, 2 workers (wall, start-up incl.)':<44} {two['fps']:8.1f} frames/s  "
               f"(inside each actor {two['actor_fps']:.1f}; {two['startup_s']:.1f} s to the first shard)")
+        bare = base["pipeline1_no_hands"]
+        print(f"  {'pipeline, 1 worker, --no-hands':<44} {bare['fps']:8.1f} frames/s  "
+              f"(inside the actor {bare['actor_fps']:.1f})")
         print(f"  pipeline(1) / naive upsample 0 = {one['fps'] / base['naive0_fps']:6.1f}x   "
               f"/ naive upsample 1 = {one['fps'] / base['naive1_fps']:6.1f}x   (goal >= 40x)")
         print(f"  pipeline(1) / decode-only      = {one['fps'] / base['decode_fps']:6.1%}   (goal >= 25%)")
         print(f"  pipeline(2) / pipeline(1)      = {two['fps'] / one['fps']:6.2f}x   (goal >= 1.8x)")
+        print(f"  pipeline(1) / --no-hands       = {one['fps'] / bare['fps']:6.1%}   (what the hands cost)")
+        print(f"  --no-hands / naive upsample 1  = {bare['fps'] / base['naive1_fps']:6.1f}x   "
+              f"/ decode-only = {bare['fps'] / base['decode_fps']:6.1%}")
     print(f"\nrecall vs the naive loop (first {len(whole['naive_found'])} frames with a face): {whole['recall']:.3f}")
     return out
 

@@ -261,9 +261,10 @@ class HandTracker:
         for hand in hands:
             if any(hand is h for h in new):
                 self._follow_back(hand)
-        scale = min(1.0, HELD_SIDE / max(rgb.shape[:2]))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        self._held.append((tag, small, scale))
+        step = -(-max(rgb.shape[:2]) // HELD_SIDE)  # nearest-pixel: cheap enough for every frame (~0.2 ms at 720p)
+        h, w = rgb.shape[:2]
+        small = rgb if step == 1 else cv2.resize(rgb, (w // step, h // step), interpolation=cv2.INTER_NEAREST)
+        self._held.append((tag, small, (w // step) / w))
         self.found[tag] = hands
         self._previous = hands
         return hands
