@@ -8,8 +8,12 @@ logging, so no logging filter reaches them. One opens every command that runs a 
 
 Ray Data puts every actor pool's constructor arguments in the object store and restarts lost actors by
 design (ray-project/ray#53727): the line says nothing about the user's command, and an E line reads as an
-error. LiteRT (the hand models, faces/hands.py) prints "INFO: Created TensorFlow Lite XNNPACK delegate for
-CPU." from every extract actor that loads them: noise of the same kind. The command's own process runs with fd 2 through a pipe; a thread copies everything to the real
+error.
+
+LiteRT (the hand models, faces/hands.py) prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to
+fd 2 of every actor that loads them, as late as Ray forwards it (after the command's own error line, past this
+filter). ``dropped_lines`` takes such a line out at its source: fd 2 is captured for the one call that prints
+it and replayed without it. The command's own process runs with fd 2 through a pipe; a thread copies everything to the real
 stderr as it comes, except whole lines that match NATIVE_NOISE (also as an actor's forwarded log line:
 Ray Train's controller prints it for its own actors). Partial lines (progress bars redrawn with \\r) pass
 at once; only a line that starts like a log line ("[", "(", a colour code) waits for its newline.
@@ -19,9 +23,11 @@ at once; only a line that starts like a log line ("[", "(", a colour code) waits
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+import tempfile
 import threading
 
 # A native line, or one a Ray actor's log forwarded to the driver ("\x1b[36m(TrainController pid=9)\x1b[0m [...").
@@ -30,7 +36,6 @@ _LINE_START = _ACTOR_PREFIX + rb"\[[^\]\n]*\] "
 NATIVE_NOISE = (
     re.compile(_LINE_START + rb"core_worker\.cc:\d+: Actor with class name: .* has constructor arguments in the "
                rb"object store and max_restarts > 0"),
-    re.compile(_ACTOR_PREFIX + rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU"),
 )
 _HELD_STARTS = (b"[", b"\x1b[", b"(")  # how such lines begin: only these wait for their newline
 _HOLD_LIMIT = 1 << 16  # a "[" line longer than this without a newline is not a log line: let it through
@@ -93,3 +98,23 @@ class NativeLogFilter:
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data):]
+
+
+@contextlib.contextmanager
+def dropped_lines(pattern: re.Pattern):
+    """fd 2 captured for the block (a short native call), then written back without the lines that match
+    ``pattern``: nothing else is lost, only delayed by the block's length."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured.read().splitlines(keepends=True) if not pattern.match(line))
+            if kept:
+                _write_all(2, kept)

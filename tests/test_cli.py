@@ -118,8 +118,8 @@ def test_a_command_on_its_own_local_ray_shows_its_work_not_rays_notices(run_cli,
 
 
 def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_else_at_once(tmp_path):
-    """fd 2 writes as Ray's C++ logger and Python make them: a noise line split over writes, LiteRT's line
-    forwarded from an actor, another native line, a progress bar redrawn with \r and no newline, and the
+    """fd 2 writes as Ray's C++ logger and Python make them: a noise line split over writes, one forwarded
+    from a Ray Data actor (its name nests parentheses), another native line, a progress bar redrawn with \r and no newline, and the
     command's one-line error."""
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent('''
@@ -130,8 +130,9 @@ def test_the_native_log_filter_drops_whole_noise_lines_and_passes_everything_els
                         b"'MapWorker(MapBatches(ExtractShard))' and ID: 'ab' has constructor ")
             time.sleep(0.2)
             os.write(2, b"arguments in the object store and max_restarts > 0. If the arguments ...\\n")
-            os.write(2, b"\\x1b[36m(MapWorker(MapBatches(ExtractShard)) pid=12)\\x1b[0m INFO: Created TensorFlow "
-                        b"Lite XNNPACK delegate for CPU.\\n")
+            os.write(2, b"\\x1b[36m(MapWorker(MapBatches(ExtractShard)) pid=12)\\x1b[0m [2026-11-30 10:21:33,700 E 12 12] "
+                        b"core_worker.cc:2465: Actor with class name: 'X' and ID: 'cd' has constructor arguments in "
+                        b"the object store and max_restarts > 0.\\n")
             os.write(2, b"[2026-11-30 10:21:34,000 E 9359 9359] raylet_client.cc:12: a real native error\\n")
             sys.stderr.write("progress 1/3\\rprogress 2/3\\r")
             sys.stderr.flush()

@@ -182,3 +182,23 @@ def test_extract_without_the_hand_models_is_one_line_naming_the_way_out(run_cli,
     assert len(lines) == 1 and lines[0].startswith("faceswap: error: mediapipe==0.10.14") and "--no-hands" in lines[0]
     assert not out.exists() or not any(out.rglob("*.parquet"))
     assert not [p for p in cache.rglob("*") if p.is_file()]  # nothing half-fetched left in the cache
+
+
+def test_loading_the_hand_models_prints_nothing_but_keeps_what_else_is_written():
+    """LiteRT announces its XNNPACK delegate on fd 2 of every extract actor; Ray forwards it after the
+    command's own last line. It is dropped where it is printed; other output of that moment is kept."""
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from faceswap.faces.hands import HandLandmarker, load_hand_models\n"
+            "from faceswap.native_logs import dropped_lines\n"
+            "import re\n"
+            "models = load_hand_models()\n"
+            "with dropped_lines(re.compile(rb'noise')):\n"
+            "    os.write(2, b'noise 1\\nkept 1\\n')\n"
+            "HandLandmarker(models)\n"
+            "os.write(2, b'after\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == "kept 1\nafter\n", proc.stderr

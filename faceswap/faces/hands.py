@@ -22,12 +22,15 @@ a hand from a cheek; it ships in a package, which is where this project may take
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from faceswap.faces.tracker import iou
+from faceswap.native_logs import dropped_lines
 from faceswap.wheelfiles import WheelFiles
 
 HAND_MODELS = WheelFiles("mediapipe==0.10.14", "hand-models", {
@@ -37,6 +40,7 @@ HAND_MODELS = WheelFiles("mediapipe==0.10.14", "hand-models", {
                                   "11c272b891e1a99ab034208e23937a8008388cf11ed2a9d776ed3d01d0ba00e3"),
 })
 
+LITERT_NOTICE = re.compile(rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU")
 PALM_INPUT = 192          # the palm detector's square input, px
 LANDMARK_INPUT = 224      # the landmarker's square input, px
 MIN_PALM_SCORE = 0.5      # MediaPipe's default detection confidence
@@ -87,14 +91,6 @@ def _palm_anchors() -> np.ndarray:
     return np.asarray(centres, np.float32)
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def hand_box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(0), points.max(0)])
 
@@ -119,8 +115,9 @@ class HandLandmarker:
 
         self.palm = Interpreter(model_content=models["palm_detection_full.tflite"], num_threads=threads)
         self.landmark = Interpreter(model_content=models["hand_landmark_full.tflite"], num_threads=threads)
-        for net in (self.palm, self.landmark):
-            net.allocate_tensors()
+        with dropped_lines(LITERT_NOTICE):  # LiteRT says it uses XNNPACK on every load
+            for net in (self.palm, self.landmark):
+                net.allocate_tensors()
         self.anchors = _palm_anchors()
 
     @staticmethod
@@ -147,8 +144,8 @@ class HandLandmarker:
         found.sort(key=lambda d: -d[0])
         squares = []
         while found:
-            group = [d for d in found if _box_iou(found[0][1], d[1]) > 0.3]
-            found = [d for d in found if _box_iou(found[0][1], d[1]) <= 0.3]
+            group = [d for d in found if iou(found[0][1], d[1]) > 0.3]
+            found = [d for d in found if iou(found[0][1], d[1]) <= 0.3]
             weights = np.array([g[0] for g in group])
             box = sum(g[1] * wt for g, wt in zip(group, weights)) / weights.sum() * side + (x0, y0, x0, y0)
             keypoints = sum(g[2] * wt for g, wt in zip(group, weights)) / weights.sum() * side + (x0, y0)
@@ -277,7 +274,7 @@ class HandTracker:
                 back = Hand(back.points / scale, back.presence)
             there = self.found.get(tag, [])
             if back is None or len(there) >= MAX_HANDS or \
-                    any(_box_iou(hand_box(back.points), hand_box(h.points)) > 0.3 for h in there):
+                    any(iou(hand_box(back.points), hand_box(h.points)) > 0.3 for h in there):
                 return
             self.found[tag] = there + [back]
             hand = back
@@ -291,7 +288,7 @@ def _distinct(hands: list[Hand]) -> list[Hand]:
     """The best-scored of overlapping hands, at most MAX_HANDS."""
     kept: list[Hand] = []
     for hand in sorted(hands, key=lambda h: -h.presence):
-        if len(kept) < MAX_HANDS and all(_box_iou(hand_box(hand.points), hand_box(k.points)) <= 0.3 for k in kept):
+        if len(kept) < MAX_HANDS and all(iou(hand_box(hand.points), hand_box(k.points)) <= 0.3 for k in kept):
             kept.append(hand)
     return kept
 

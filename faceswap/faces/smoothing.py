@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceswap.faces.tracker import iou
+
 WINDOW = 7        # frames in each fit (odd); ~0.3 s at 24 fps
 ORDER = 2         # polynomial order: keeps constant speed and steady acceleration
 MAX_GAP = 2       # missing frames inside a track that are filled (the original face would flash back)
@@ -32,14 +34,6 @@ def _box(landmarks: np.ndarray) -> np.ndarray:
     return np.concatenate([landmarks.min(0), landmarks.max(0)])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def link_tracks(faces: dict[int, list[np.ndarray]]) -> list[dict[int, int]]:
     """Tracks as {frame: index of the face in that frame's list}; a face joins the track whose last
     face (at most MAX_GAP + 1 frames back) overlaps it most, greedily by overlap."""
@@ -47,7 +41,7 @@ def link_tracks(faces: dict[int, list[np.ndarray]]) -> list[dict[int, int]]:
     last: list[tuple[int, np.ndarray]] = []  # per track: (frame, box) of its newest face
     for frame in sorted(faces):
         boxes = [_box(np.asarray(lm, np.float64).reshape(68, 2)) for lm in faces[frame]]
-        pairs = sorted(((_iou(box, last[t][1]), t, i) for t in range(len(tracks)) for i, box in enumerate(boxes)
+        pairs = sorted(((iou(box, last[t][1]), t, i) for t in range(len(tracks)) for i, box in enumerate(boxes)
                         if 0 < frame - last[t][0] <= MAX_GAP + 1), reverse=True)
         used_t, used_i = set(), set()
         for overlap, t, i in pairs:
