@@ -192,8 +192,8 @@ class HandLandmarker:
         src = np.float32([corner(-half, -half), corner(half, -half), corner(-half, half)])
         dst = np.float32([[0, 0], [LANDMARK_INPUT, 0], [0, LANDMARK_INPUT]])
         to_crop = cv2.getAffineTransform(src, dst)
-        crop = cv2.warpAffine(rgb, to_crop, (LANDMARK_INPUT, LANDMARK_INPUT), flags=cv2.INTER_AREA
-                              if side > 2 * LANDMARK_INPUT else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = cv2.warpAffine(rgb, to_crop, (LANDMARK_INPUT, LANDMARK_INPUT), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)  # (warpAffine has no INTER_AREA: it reads linear)
         out = self._run(self.landmark, crop.astype(np.float32)[None] / 255.0)
         points = out["Identity"][0].reshape(21, 3)[:, :2]
         back = cv2.invertAffineTransform(to_crop)
