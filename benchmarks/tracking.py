@@ -1,6 +1,6 @@
 """Face-track coverage and landmark accuracy against known truth: a small face turning and scaling.
 
-    python benchmarks/tracking.py [--frames 1500] [--face-px 70] [--out DIR]
+    python benchmarks/tracking.py [--frames 1500] [--face-px 70] [--seed 7] [--out DIR]
 
     the B sample head (Grace Hopper), face --face-px wide, in an 854x480 textured scene: it slides, rotates
     +-10 deg and scales +-10 % smoothly (faceswap.samples._Scene) -> H.264 CRF 20
@@ -46,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--face-px", type=float, default=70.0)
+    ap.add_argument("--seed", type=int, default=7, help="the scene's motion and texture (7: the RESULTS.md rows)")
     ap.add_argument("--out", default="tracking-out")
     args = ap.parse_args()
 
@@ -61,7 +62,7 @@ def main() -> None:
 
     os.makedirs(args.out, exist_ok=True)
     clip, faces = os.path.join(args.out, "turning.mp4"), os.path.join(args.out, "faces")
-    scene = _Scene(*SIZE, [("b", args.face_px, False, 0.5, 0.45)], seed=7, textured=True)
+    scene = _Scene(*SIZE, [("b", args.face_px, False, 0.5, 0.45)], seed=args.seed, textured=True)
     with SegmentWriter(clip, *SIZE, FPS, crf=20) as writer:
         for i in range(args.frames):
             writer.write(scene.render(i, FPS))
@@ -90,7 +91,8 @@ def main() -> None:
     if run:
         holes.append(run)
     good = sum(e <= 0.10 for e in errors.values())
-    print(f"{args.frames} frames, face {args.face_px:g} px (eye distance ~{eye:.0f} px), extract {seconds:.0f} s")
+    print(f"{args.frames} frames, face {args.face_px:g} px (eye distance ~{eye:.0f} px), seed {args.seed}, "
+          f"extract {seconds:.0f} s")
     print(f"  within 10% of the eye distance  {good / args.frames:.2%}  (target >= 99.8%)")
     print(f"  frames without a record         {args.frames - len(errors)} in {len(holes)} holes, longest "
           f"{max(holes, default=0)} (target <= 2)")
