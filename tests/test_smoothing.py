@@ -71,6 +71,50 @@ def test_two_faces_stay_two_tracks():
     assert np.allclose([face[0][:, 0].mean() for face in left], [_face(100 + f, 100)[:, 0].mean() for f in range(20)])
 
 
+def _eye_distance(face: np.ndarray) -> float:
+    return float(np.linalg.norm(face[36:42].mean(0) - face[42:48].mean(0)))
+
+
+def test_wrong_fits_are_replaced_by_the_track_around_them():
+    """dlib's second answer: a shape 1.4x the face for six frames, one shifted by a third of the eye
+    distance for two. The track convert pastes by stays on the face through both."""
+    xs = 100 + 2.0 * np.arange(60)
+    faces = _track(xs, noise=0.3, seed=1)
+    truth = {f: _face(x, 100) for f, x in enumerate(xs)}
+    eye = _eye_distance(truth[0])
+    for f in range(20, 26):
+        centre = truth[f].mean(0)
+        faces[f] = [(faces[f][0] - centre) * 1.4 + centre + [0, 0.2 * eye]]
+    for f in (40, 41):
+        faces[f] = [faces[f][0] + [0.33 * eye, 0.1 * eye]]
+    assert all(np.linalg.norm(faces[f][0] - truth[f], axis=1).mean() > 0.3 * eye for f in (20, 25, 40, 41))
+    flagged = smoothing.outlier_fits(np.stack([faces[f][0] for f in range(60)]))
+    assert set(np.nonzero(flagged)[0]) == {20, 21, 22, 23, 24, 25, 40, 41}
+    out = smoothing.smooth_tracks(faces)
+    errors = [np.linalg.norm(out[f][0][0] - truth[f], axis=1).mean() / eye for f in range(60)]
+    assert max(errors) < 0.05, f"frame {int(np.argmax(errors))} is {max(errors):.2f} eye distances off"
+
+
+def test_zooms_cuts_and_speech_are_not_taken_for_wrong_fits():
+    frames = np.arange(80)
+    scale = np.where(frames < 40, 100 * 1.012 ** frames, 100 * 1.012 ** 40)  # a zoom: +1.2 % a frame
+    x = np.where(frames < 60, 100.0, 160.0)                                    # a jump in one frame
+    faces = {}
+    for f in frames:
+        face = _face(x[f], 100, scale[f])
+        opening = 0.12 * scale[f] * (f % 4 in (1, 2))                          # the mouth and chin, 6 Hz
+        face[6:11, 1] += opening
+        face[48:68, 1] += opening * np.linspace(0.3, 1, 20)
+        faces[int(f)] = [face]
+    assert not smoothing.outlier_fits(np.stack([faces[f][0] for f in frames])).any()
+    out = smoothing.smooth_tracks(faces)
+    raw = np.array([faces[f][0][:, 0].mean() for f in frames])
+    got = np.array([out[f][0][0][:, 0].mean() for f in frames])
+    middle = (raw[59] + raw[60]) / 2
+    assert np.argmax(got > middle) in (59, 60, 61)       # the jump is followed within a frame
+    assert np.allclose(got[5:35], raw[5:35], atol=0.05)  # the zoom passes unchanged
+
+
 def test_both_sides_of_a_shard_join_see_the_same_smoothing():
     xs = 100 + 40 * np.sin(np.arange(100) / 7.0)
     faces = _track(xs, noise=1.0, seed=3)
@@ -132,6 +176,9 @@ def test_a_shard_read_with_its_halo_renders_as_the_whole_clip_does():
     xs = 100 + 40 * np.sin(np.arange(90) / 6.0)
     records = _records(xs, noise=1.0, seed=5)
     del records[30], records[59]  # holes at both joins
+    for f in (26, 27, 28, 29, 31, 32):  # and a run of wrong fits (1.4x the face) across the first join
+        lm, matrix, size, box = records[f][0]
+        records[f] = [((lm - lm.mean(0)) * 1.4 + lm.mean(0), matrix, size, box)]
     whole = smoothing.smooth_records(records, 0, 90)
     for start, stop in ((0, 30), (30, 60), (60, 90)):
         halo = {f: r for f, r in records.items() if start - smoothing.HALO <= f < stop + smoothing.HALO}

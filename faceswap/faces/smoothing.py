@@ -1,7 +1,9 @@
 """Temporal smoothing of face tracks for convert: steady faces without lag, no holes.
 
     records of a frame range (+ HALO frames each side) -> tracks (faces linked frame to frame)
-      -> gaps of at most MAX_GAP frames filled by interpolation
+      -> fits that leave the track (dlib's second answer: a shape too large or shifted, on a frame or three)
+       replaced by interpolation from the fits around them (OUTLIER)
+    -> gaps of at most MAX_GAP frames filled by interpolation
       -> landmarks smoothed per track: Savitzky-Golay (quadratic, WINDOW frames), zero phase
       -> per frame: the smoothed faces
     convert: smooth_records(records of [start - HALO, stop + HALO), start, stop)
@@ -11,6 +13,17 @@ Why Savitzky-Golay: it fits a quadratic to the frames around each frame, looking
 as back (a shard knows all its frames), so steady motion and even a turning head's acceleration
 pass through unchanged (no lag) while frame-to-frame detector noise is averaged out. A causal
 filter (a moving average of past frames, a One-Euro filter) must lag to smooth.
+Outliers: dlib's predictor sometimes answers a box with a wrong shape for a few frames: 1.2-1.5x the
+face (for up to 7 frames at a time, on the tracking benchmark) or shifted by a quarter of the eye distance
+(a frame or two). Smoothing alone would spread such fits over their neighbours; instead each fit is
+compared with running medians of its track, and one that leaves them is replaced by interpolation between
+the fits kept around it:
+  - its size (spread of the jaw, brows, nose and eyes) more than SIZE_OUTLIER off the median size of
+    SIZE_WINDOW fits around it: a face does not grow by a tenth and shrink back within half a second;
+  - its jaw, brows, nose and eyes more than SHAPE_OUTLIER eye distances from the median shape of
+    SHAPE_WINDOW fits (per coordinate).
+A median passes steady motion, zooms and a sudden turn unchanged (a step stays a step); the mouth is
+left out so that speech is never taken for an error.
 Shard joins: a shard reads HALO frames beyond each end, so a frame near a join sees the same
 neighbours whichever shard renders it, and the two segments meet without a step.
 Cuts: a track ends where no face overlaps the last one (the tracker also ends tracks at a cut);
@@ -26,7 +39,14 @@ from faceswap.faces.tracker import iou
 WINDOW = 7        # frames in each fit (odd); ~0.3 s at 24 fps
 ORDER = 2         # polynomial order: keeps constant speed and steady acceleration
 MAX_GAP = 2       # missing frames inside a track that are filled (the original face would flash back)
-HALO = WINDOW // 2 + MAX_GAP + 1  # frames beyond a shard's ends that decide its smoothing
+SIZE_WINDOW = 15   # fits in the running median of a track's face size (odd): outvotes a wrong run of 7
+SIZE_OUTLIER = 0.10  # relative size off that median above which a fit is replaced
+SHAPE_WINDOW = 7   # fits in the running median of a track's shape (odd)
+SHAPE_OUTLIER = 0.15  # eye distances (mean over points 0-47) from that median above which a fit is replaced
+MIN_TRACK_FOR_OUTLIERS = 5  # a shorter track has too little evidence to call any of its fits wrong
+# Frames beyond a shard's ends that decide its smoothing: the smoothing window, a filled gap, and the
+# median window that judges the fits the smoothing reads (twice: a replaced fit interpolates from kept ones).
+HALO = WINDOW // 2 + MAX_GAP + 1 + 2 * (SIZE_WINDOW // 2)
 MIN_OVERLAP = 0.3  # box overlap (IoU) that links a face to the same track in the next frame
 
 
@@ -85,10 +105,40 @@ def smooth_sequence(values: np.ndarray, window: int = WINDOW, order: int = ORDER
     return out.reshape(values.shape)
 
 
+def running_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median along axis 0 of (T, ...) values over ``window`` samples centred on each one. Near the ends
+    the window shrinks to stay centred (a window shifted inward would put a moving face's first frames
+    behind its median)."""
+    t = len(values)
+    half = window // 2
+    out = np.empty_like(values, dtype=np.float64)
+    for i in range(t):
+        reach = min(half, i, t - 1 - i)
+        out[i] = np.median(values[i - reach:i + reach + 1], axis=0)
+    return out
+
+
+def outlier_fits(pts: np.ndarray) -> np.ndarray:
+    """bool (T,): the fits of a track's (T, 68, 2) landmarks whose size or shape leaves the track's
+    running medians (see the module's docstring)."""
+    if len(pts) < MIN_TRACK_FOR_OUTLIERS:
+        return np.zeros(len(pts), dtype=bool)
+    rigid = pts[:, :48]  # jaw, brows, nose, eyes: not the mouth
+    size = np.sqrt(((rigid - rigid.mean(1, keepdims=True)) ** 2).sum(2).mean(1))
+    size_off = np.abs(size / np.maximum(running_median(size, SIZE_WINDOW), 1e-6) - 1) > SIZE_OUTLIER
+    median = running_median(pts, SHAPE_WINDOW)
+    eye = np.linalg.norm(median[:, 36:42].mean(1) - median[:, 42:48].mean(1), axis=1)
+    shape_off = np.linalg.norm(rigid - median[:, :48], axis=2).mean(1) > SHAPE_OUTLIER * np.maximum(eye, 1e-6)
+    return size_off | shape_off
+
+
 def _fill_and_smooth(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A track's frames from first to last and its (T, 68, 2) landmarks there: gaps (at most MAX_GAP
-    frames: link_tracks never links across longer ones) filled linearly, then smoothed."""
+    """A track's frames from first to last and its (T, 68, 2) landmarks there: outlier fits dropped,
+    then gaps (at most MAX_GAP frames: link_tracks never links across longer ones) and dropped fits filled
+    linearly (held at the track's ends), then smoothed."""
     full = np.arange(frames[0], frames[-1] + 1)
+    kept = ~outlier_fits(pts)
+    frames, pts = np.asarray(frames)[kept], pts[kept]
     filled = np.stack([np.stack([np.interp(full, frames, pts[:, p, c]) for c in range(2)], axis=1)
                        for p in range(68)], axis=1)
     return full, smooth_sequence(filled)
