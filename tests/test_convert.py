@@ -152,9 +152,8 @@ def test_convert_on_s3(trained, s3_store, tmp_path):
     s3_store.put_file(trained["video"], "in/a_bystander_small.mp4")
     video = s3_store.url("in/a_bystander_small.mp4")
     faces = upload(trained["faces"], "faces")
-    model_dir = os.path.join(trained["model"], "model")
-    s3_store.put_file(os.path.join(model_dir, "model.pt"), "model/model/model.pt")
-    s3_store.put_file(os.path.join(model_dir, "config.json"), "model/model/config.json")
+    upload(os.path.join(trained["model"], "model"), "model/model")
+    assert Store(s3_store.uri).exists("model/model/outlines.json")
     out = s3_store.url("out/swapped.mp4")
     run_convert(ConvertConfig(video=video, faces=faces, model=s3_store.url("model"), out=out, lossless=True),
                 progress=False)

@@ -308,6 +308,7 @@ def test_load_swapper_round_trip(tmp_path, mask):
     model, fp = _write_lite_model(str(tmp_path), mask)
     swapper = load_swapper(str(tmp_path))
     assert (swapper.size, swapper.crop_size, swapper.centering, swapper.fingerprint) == (64, 128, "face", fp)
+    assert swapper.outlines == {}  # a model folder from before outlines were saved still loads
     crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     faces, masks = swapper.swap(crops, "a2b")
     assert faces.shape == crops.shape and faces.dtype == np.uint8

@@ -61,6 +61,9 @@ def test_two_workers_on_s3(ray_local, s3_store):
     assert config["crop_size"] == 128 and config["centering"] == "face" and config["model"]["preset"] == "lite"
     swapper = load_swapper(out.uri)
     assert swapper.fingerprint == summary["fingerprint"] and swapper.size == 64
+    # Each identity's face outlines travel with the model (convert's reach), in crop units.
+    assert sorted(swapper.outlines) == ["a", "b"]
+    assert all(o.shape == (8, 68, 2) and 0 < o.mean() < 1 for o in swapper.outlines.values())
 
 
 @pytest.mark.parametrize("where, workers", [("local", 1), ("s3", 2)])

@@ -1,8 +1,10 @@
 """The final model folder: writing it (train) and loading it for swapping (convert).
 
     <out>/model/model.pt      state dict only, loaded with torch.load(weights_only=True)
+    <out>/model/outlines.json each identity's face outlines: the landmarks of (up to 512 of) its training
+                              faces in crop units, for convert's reach (render/reach.py); optional
     <out>/model/config.json   ModelConfig, face-set crop size and centering, training summary,
-                              fingerprint (first 16 hex of sha256(model.pt))
+                              fingerprint (first 16 hex of sha256(model.pt)); written last
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 MODEL_KEY = "model/model.pt"
 CONFIG_KEY = "model/config.json"
+OUTLINES_KEY = "model/outlines.json"
 DIRECTIONS = ("a2b", "b2a")
 
 
@@ -55,11 +58,15 @@ def load_weights(data: bytes, name: str) -> Any:
 
 
 def write_model(store: Store, state_dict: dict, mcfg: ModelConfig, crop_size: int, centering: str,
-                summary: dict) -> str:
-    """Publish model.pt then config.json (both atomic); returns the fingerprint."""
+                summary: dict, outlines: dict[str, np.ndarray] | None = None) -> str:
+    """Publish model.pt, outlines.json (``outlines``: identity "a"/"b" -> (N, 68, 2) in crop units), then
+    config.json (each atomic); returns the fingerprint."""
     data = weights_bytes({k: v.detach().cpu() for k, v in state_dict.items()})
     fp = fingerprint(data)
     store.write_bytes(MODEL_KEY, data)
+    if outlines:
+        store.write_json(OUTLINES_KEY, {k: np.round(np.asarray(v, np.float64).reshape(-1, 136), 3).tolist()
+                                        for k, v in outlines.items()})
     store.write_json(CONFIG_KEY, {"version": 1, "model": dataclasses.asdict(mcfg),
                                   "crop_size": int(crop_size), "centering": centering,
                                   "summary": summary, "fingerprint": fp})
@@ -80,6 +87,7 @@ class Swapper:
         self.centering: str = cfg["centering"]
         self.fingerprint: str = cfg["fingerprint"]
         self.summary: dict = cfg.get("summary", {})
+        self.outlines: dict[str, np.ndarray] = {}  # identity -> (N, 68, 2): see read_outlines
         self.device = device
         self.batch_size = batch_size
 
@@ -154,13 +162,27 @@ def read_model(uri: str) -> tuple[dict, ModelConfig, FaceSwapModel]:
     return cfg, mcfg, model
 
 
+def read_outlines(store: Store) -> dict[str, np.ndarray]:
+    """identity -> (N, 68, 2) float32 face outlines of the model folder (empty for a model trained before
+    they were saved); a malformed file is refused in one line."""
+    if not store.exists(OUTLINES_KEY):
+        return {}
+    try:
+        raw = store.read_json(OUTLINES_KEY)
+        return {k: np.asarray(raw[k], np.float32).reshape(-1, 68, 2) for k in ("a", "b") if raw.get(k)}
+    except (FaceswapError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{store.url(OUTLINES_KEY)}: not valid face outlines ({str(exc)[:120]})") from None
+
+
 def load_swapper(uri: str, device: str = "cpu", batch_size: int = 32) -> Swapper:
     """Load ``<uri>/model/`` (a model folder from train). ``device="cuda"`` uses a GPU when there is one."""
     cfg, _, model = read_model(uri)
     if device.startswith("cuda") and not torch.cuda.is_available():
         log.warning("no CUDA device here; swapping on the CPU")
         device = "cpu"
-    return Swapper(model, cfg, torch.device(device), batch_size)
+    swapper = Swapper(model, cfg, torch.device(device), batch_size)
+    swapper.outlines = read_outlines(Store(uri))
+    return swapper
 
 
 def init_weights(uri: str, mcfg: ModelConfig, decoders: bool = False) -> dict:

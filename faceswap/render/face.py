@@ -3,8 +3,10 @@
     generated crop (model size) + original crop + landmarks (+ the model's rebuild of the original)
       -> occlusion: what the rebuild misses is in front of the face, kept (render/occlusion.py), and so are
          the hands extract found there (faces/hands.py)
+      -> where the footage's cheek reaches past what the new face's decoder learned to paint (a head
+         turned further than any face of the new identity): the footage kept (render/reach.py)
       -> where the model's own mask (if it learns one) says it painted background: filled from its face
-      -> colour match in the uncovered face hull (and where that mask says face)
+      -> colour match in the uncovered face hull within that reach (and where that mask says face)
       -> sharpen -> paste under the blend mask (the hull, minus what covers the face: hands drawn at the frame's
          resolution, so fingers keep sharp edges)
       -> watermark under that same mask (pixels outside never change)
@@ -18,18 +20,21 @@ import numpy as np
 def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, landmarks: np.ndarray,
                 matrix: np.ndarray, mask: np.ndarray | None, settings, index: int, bbox=None,
                 watermarker=None, landmarker=None, rebuilt: np.ndarray | None = None,
-                hands: list | None = None) -> np.ndarray | None:
+                hands: list | None = None, outlines: np.ndarray | None = None) -> np.ndarray | None:
     """``frame`` (RGB, changed in place) with the face pasted and marked, or None where it could not be
     pasted. ``matrix``: frame -> model-size crop; ``settings``: a ConvertConfig; ``mask``: the model's
     own mask, if it learns one; ``landmarker``: finds the rendered face's landmarks for the watermark;
     ``rebuilt``: the original crop through its own identity's decoder, for the occlusion mask (None: off);
-    ``hands``: (21, 2) points in frame pixels of the hands in front of this frame's faces (kept)."""
+    ``hands``: (21, 2) points in frame pixels of the hands in front of this frame's faces (kept);
+    ``outlines``: the new identity's face outlines (render/reach.py): the paste is no wider at the cheeks
+    than its decoder learned to paint (None: the whole hull)."""
     from faceswap.faces.align import transform_points
     from faceswap.faces.hands import hand_mask
     from faceswap.faces.masks import hull_mask
     from faceswap.render.color import match_color
     from faceswap.render.occlusion import occlusion_keep
     from faceswap.render.paste import fill_unpainted, paste_face, sharpen
+    from faceswap.render.reach import reach_mask
 
     size = generated.shape[0]
     hull = hull_mask(transform_points(landmarks, matrix), (size, size))
@@ -42,6 +47,11 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
         region = region * (keep > 0.5)
     if hands:
         region = region * (hand_mask([transform_points(h, matrix) for h in hands], (size, size)) < 0.5)
+    reach = None if outlines is None or not len(outlines) else \
+        reach_mask(transform_points(landmarks, matrix), size, outlines)
+    if reach is not None:
+        region = region * (reach > 0.5)
+        keep = reach if keep is None else keep * reach
     if model_mask is not None:  # the new face reaches the footage's hull: no background of its own pasted
         generated = fill_unpainted(generated, model_mask)
     face = sharpen(match_color(generated, original, region, settings.color), settings.sharpen)

@@ -147,11 +147,13 @@ class ConvertShard:
             generated, masks, rebuilt = self.swapper.swap_and_rebuild(np.stack([j[3] for j in jobs]), s.direction,
                                                                       rebuild=s.occlusion)
         swapped = set()
+        outlines = self.swapper.outlines.get("b" if s.direction == "a2b" else "a")  # the new face's identity
         for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
             index, frame = frames[pos]
             rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
                                    s, index, bbox, self.watermarker, self.landmarker,
-                                   rebuilt=None if rebuilt is None else rebuilt[k], hands=hands.get(index))
+                                   rebuilt=None if rebuilt is None else rebuilt[k], hands=hands.get(index),
+                                   outlines=outlines)
             if rendered is not None:
                 swapped.add(pos)
                 frames[pos] = (index, rendered)

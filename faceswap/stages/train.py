@@ -44,6 +44,7 @@ from faceswap.model.ema import WeightAverage
 from faceswap.model.losses import pixel_weights, reconstruction_loss
 from faceswap.model.schedule import lr_at
 from faceswap.raycluster import Cluster
+from faceswap.render.reach import outlines_of
 from faceswap.s3 import Secrets, arrow_filesystem, stage_env
 from faceswap.storage import Store
 
@@ -367,7 +368,10 @@ def train_loop(config: dict) -> None:
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
-            write_model(out, show().state_dict(), mcfg, stream_a.info.crop_size, stream_a.info.centering, summary)
+            outlines = {k: outlines_of([r.landmarks for r in stream.records], stream.info.crop_size)
+                        for k, stream in (("a", stream_a), ("b", stream_b))}
+            write_model(out, show().state_dict(), mcfg, stream_a.info.crop_size, stream_a.info.centering, summary,
+                        outlines)
     finally:
         stream_a.close()
         stream_b.close()
