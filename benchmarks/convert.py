@@ -68,7 +68,7 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
     torch.set_num_threads(1)
     info = probe(video)
     faceset = FaceSet(faces_uri)
-    swapper = load_swapper(model_uri)
+    swapper = load_swapper(model_uri, batch_size=1)  # one face a model call, as a naive loop runs it (no padding)
     records = frame_records(faceset.store, faceset.shards(faceset.shards()[0]["source"]), 0, frames)
     marker, landmarker = Watermarker(payload_for(swapper.fingerprint)), make_backend("dlib")
     settings = ConvertConfig(video=video, faces=faces_uri, model=model_uri, out="unused.mp4")  # the defaults
