@@ -82,8 +82,6 @@ def test_the_nearest_outlines_decide():
 
 
 def test_outlines_are_saved_with_the_model_and_bad_ones_refused(tmp_path):
-    import torch
-
     from faceswap.errors import InputError
     from faceswap.model.autoencoder import FaceSwapModel, preset
 
@@ -98,4 +96,3 @@ def test_outlines_are_saved_with_the_model_and_bad_ones_refused(tmp_path):
     Store(str(tmp_path)).write_bytes(OUTLINES_KEY, b'{"a": [[1, 2, 3]]}')
     with pytest.raises(InputError, match=r"outlines\.json: not valid face outlines"):
         load_swapper(str(tmp_path))
-    del torch

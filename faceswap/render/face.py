@@ -37,7 +37,8 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
     from faceswap.render.reach import reach_mask
 
     size = generated.shape[0]
-    hull = hull_mask(transform_points(landmarks, matrix), (size, size))
+    points = transform_points(landmarks, matrix)  # the footage's face in the model's crop
+    hull = hull_mask(points, (size, size))
     # Colour statistics of the face in both crops: not of the hand in front of it, nor of the background
     # the model painted where it says (in its own mask) there is no face.
     model_mask, keep = mask, None  # the decoder's "I painted face here"; the footage's "nothing in front"
@@ -47,8 +48,7 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
         region = region * (keep > 0.5)
     if hands:
         region = region * (hand_mask([transform_points(h, matrix) for h in hands], (size, size)) < 0.5)
-    reach = None if outlines is None or not len(outlines) else \
-        reach_mask(transform_points(landmarks, matrix), size, outlines)
+    reach = None if outlines is None or not len(outlines) else reach_mask(points, size, outlines)
     if reach is not None:
         region = region * (reach > 0.5)
         keep = reach if keep is None else keep * reach

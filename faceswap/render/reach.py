@@ -46,10 +46,11 @@ def reach_points(points: np.ndarray, outlines: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, np.float64).reshape(68, 2)
     out = np.asarray(outlines, np.float64).reshape(-1, 68, 2)
     nearest = out[np.argsort(((out - pts) ** 2).sum((1, 2)))[:NEAREST]].mean(0)
-    side = pts[CHEEKS, 0] - pts[MIDLINE, 0].mean()
+    mid = pts[MIDLINE, 0].mean()
+    side = pts[CHEEKS, 0] - mid
     learned = np.maximum(np.abs(nearest[CHEEKS, 0] - nearest[MIDLINE, 0].mean()) - CHEEK_INSET, 0.0)
     cut = pts.copy()
-    cut[CHEEKS, 0] = pts[MIDLINE, 0].mean() + np.sign(side) * np.minimum(np.abs(side), learned)
+    cut[CHEEKS, 0] = mid + np.sign(side) * np.minimum(np.abs(side), learned)
     cut[BROWS, 1] -= FEATHER
     cut[CHIN, 1] += FEATHER
     return cut
