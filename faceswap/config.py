@@ -123,7 +123,8 @@ class ConvertConfig:
     sharpen: float = opt(0.0, "unsharp-mask amount on the swapped face (0: off)")
     occlusion: bool = opt(True, "keep what covers the face (a hand, a microphone): pixels the model cannot rebuild "
                                 "with the footage's own identity stay as decoded", flag="--no-occlusion",
-                          flag_help="paste over the whole face hull, whatever covers it")
+                          flag_help="keep nothing in front of the face: the new face is pasted over hands and "
+                                    "objects alike")
     smooth: bool = opt(True, "steady the face over time: smooth each face track's landmarks (looking ahead as "
                              "well as back, so no lag) and fill holes of up to 2 frames", flag="--no-smooth",
                        flag_help="place each face by its own frame's landmarks, as extracted (no smoothing, no filling)")
