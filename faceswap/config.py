@@ -92,6 +92,11 @@ class TrainConfig:
                           "(0: the last step's weights)")
     lr_schedule: str = opt("constant", "learning rate after the warm-up: constant, or a cosine decay to a tenth "
                                        "over the steps (or over --minutes)", choices=["constant", "cosine"])
+    gan_weight: float = opt(0.0, "weight of the adversarial loss in the last part of the run: a patch "
+                                 "discriminator per identity, trained from scratch, judges each decoder's faces "
+                                 "against real ones (DeepFaceLab's GAN power; 0: off)")
+    gan_start: float = opt(0.5, "share of the run (of --steps, or of --minutes) after which the adversarial phase "
+                                "begins, when --gan-weight is set")
     flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
                            "head it saw only mirrored, but when both face sets hold few poses it leaves the "
                            "swapped head's turn ambiguous (0: off)")

@@ -68,12 +68,16 @@ def test_two_workers_on_s3(ray_local, s3_store):
 
 @pytest.mark.parametrize("where, workers", [("local", 1), ("s3", 2)])
 def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path, request, where, workers):
-    """Kill the `faceswap train` driver after its first checkpoint, rerun: the step counter continues. Also
-    with two DDP workers and the model folder on SeaweedFS through s3://."""
+    """Kill the `faceswap train` driver after its first checkpoint, rerun: the step counter continues, and so
+    do the adversarial phase's discriminators and their optimiser. Also with two DDP workers and the model
+    folder on SeaweedFS through s3://."""
+    import torch
+
     out = Store(str(tmp_path / "model")) if where == "local" else request.getfixturevalue("s3_store").child("m")
     a, b = local_facesets
     args = ["train", "--a", a, "--b", b, "--out", out.uri, "--steps", "40", "--batch-size", "4",
-            "--checkpoint-every", "10", "--preview-every", "5", "--workers", str(workers)]
+            "--checkpoint-every", "10", "--preview-every", "5", "--workers", str(workers),
+            "--gan-weight", "0.1", "--gan-start", "0"]
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen([sys.executable, "-m", "faceswap.cli", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -90,14 +94,23 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     assert killed_at < 40 and not out.exists(MODEL_KEY)
 
     cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5,
-                      workers=workers)
+                      workers=workers, gan_weight=0.1, gan_start=0.0)
     summary = run_train(cfg, progress=False)
     assert summary["start_step"] >= killed_at >= 10 and summary["workers"] == workers, summary
     assert summary["resumed_from"].endswith("checkpoint.pt")
-    steps = [m["step"] for m in _metrics(out)]
+    lines = _metrics(out)
+    steps = [m["step"] for m in lines]
     # Every metrics step once, in order: nothing restarted at 0, nothing from the killed run kept twice.
     assert steps == list(range(5, 41, 5)), steps
+    assert all(m["gan_g"] > 0 and m["gan_d"] > 0 for m in lines)
     assert max(checkpoint_steps(out)) == 40 and out.exists(MODEL_KEY)
+    # The discriminators' optimiser counted every step from 0, across the kill: it was resumed, not restarted.
+    state = _checkpoint(out, 40)
+    adam_steps = {int(p["step"]) for p in state["discriminator_optimizer"]["state"].values()}
+    assert adam_steps == {40}, adam_steps
+    # The exported model is the autoencoder alone: the discriminators stay in the checkpoints.
+    exported = torch.load(io.BytesIO(out.read_bytes(MODEL_KEY)), weights_only=True)
+    assert state["discriminator"] and set(exported) == set(state["model"])
 
     # The same folder refuses another architecture, before any worker starts.
     other = TrainConfig(a=a, b=b, out=out.uri, preset="original", steps=50)

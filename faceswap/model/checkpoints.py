@@ -38,14 +38,19 @@ def step_key(step: int, name: str) -> str:
     return f"{CHECKPOINTS}/{step_dir(step)}/{name}"
 
 
-def checkpoint_state(raw, opt, step: int, mcfg: ModelConfig, cfg, ema=None, elapsed_s: float = 0.0) -> dict:
+def checkpoint_state(raw, opt, step: int, mcfg: ModelConfig, cfg, ema=None, elapsed_s: float = 0.0,
+                     adversary=None) -> dict:
     """Everything needed to resume; plain tensors, numbers and strings, so weights_only loads it:
     the weights, the optimiser, the step, the weight average (``ema``), the training time spent so far
-    (a time budget continues from it) and both configs."""
+    (a time budget continues from it), the discriminators and their optimiser (``adversary``, a
+    model/gan.Adversary) and both configs."""
     state = {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": float(elapsed_s),
              "model_config": mcfg.to_json(), "train_config": json.dumps(dataclasses.asdict(cfg))}
     if ema is not None:
         state["ema"] = ema.state_dict()
+    if adversary is not None:
+        state["discriminator"] = adversary.raw.state_dict()
+        state["discriminator_optimizer"] = adversary.opt.state_dict()
     return state
 
 

@@ -68,6 +68,9 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
         raise ConfigError("--minutes and --steps cannot be negative")
     if not 0.0 <= cfg.ema < 1.0:
         raise ConfigError(f"--ema is a decay in [0, 1), not {cfg.ema}")
+    if cfg.gan_weight < 0 or not 0.0 <= cfg.gan_start < 1.0:
+        raise ConfigError(f"--gan-weight cannot be negative and --gan-start is a share of the run in [0, 1) "
+                          f"(got {cfg.gan_weight:g} and {cfg.gan_start:g})")
     if not 0.0 <= cfg.background_weight <= 1.0 or cfg.eye_mouth_weight < 0:
         raise ConfigError("--background-weight is in [0, 1] and --eye-mouth-weight is not negative")
     mcfg = preset(device_preset(cfg.preset, cfg.gpu))
@@ -109,11 +112,14 @@ class Budget:
 # -- one training step, shared by the Ray loop and the benchmark's bare loop ------------------
 
 class Stepper:
-    """Augment, forward both sides in one pass, SSIM+L1 on both, backward, optimiser step."""
+    """Augment, forward both sides in one pass, SSIM+L1 on both (+ the adversarial loss in the GAN phase),
+    backward, optimiser step (then, in the GAN phase, the discriminators' step: model/gan.py)."""
 
     def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int,
-                 flip: float = AugmentConfig.flip, background_weight: float = 1.0):
+                 flip: float = AugmentConfig.flip, background_weight: float = 1.0, adversary=None):
         self.model, self.raw, self.opt, self.device = model, raw, opt, device
+        self.adversary = adversary
+        self.last_gan = (0.0, 0.0)  # the last adversarial step's (generator, discriminator) losses
         self.eye_mouth_weight, self.background_weight = eye_mouth_weight, background_weight
         self.aug = AugmentConfig(flip=flip)
         self.gen = torch.Generator().manual_seed(seed)
@@ -131,7 +137,9 @@ class Stepper:
         mask_pred = out[:, 3:4] if out.shape[1] == 4 else None
         return reconstruction_loss(out[:, :3], target, weight, mask_pred, aux[:, 0:1])
 
-    def step(self, a, b, lr: float) -> tuple[float, float]:
+    def step(self, a, b, lr: float, adversarial: bool = False) -> tuple[float, float]:
+        """One step; ``adversarial``: in the GAN phase (needs an adversary). Returns both reconstruction
+        losses."""
         for group in self.opt.param_groups:
             group["lr"] = lr
         inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen)
@@ -139,15 +147,39 @@ class Stepper:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
         loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
+        total = loss_a + loss_b
+        hull_a, hull_b = aux_a[:, 0:1], aux_b[:, 0:1]
+        if adversarial:
+            gan = self.adversary.generator_loss(out_a[:, :3], hull_a, out_b[:, :3], hull_b)
+            total = total + gan
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_a + loss_b).backward()
+        self.scaler.scale(total).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if adversarial:
+            loss_d = self.adversary.step(tgt_a, out_a[:, :3], hull_a, tgt_b, out_b[:, :3], hull_b, lr)
+            self.last_gan = (gan.item(), loss_d)
         return loss_a.item(), loss_b.item()
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
+
+
+def make_adversary(size: int, lr: float, weight: float, device, state: tuple | None = None):
+    """The GAN phase's discriminators (DDP-wrapped when there are several workers) and their optimiser,
+    from a checkpoint's (weights, optimiser) ``state`` when it holds them."""
+    import ray.train.torch
+
+    from faceswap.model.gan import Adversary, Discriminators
+
+    raw = Discriminators(size).to(device)
+    opt = make_optimizer(raw, lr)
+    if state is not None:
+        raw.load_state_dict(state[0])
+        opt.load_state_dict(state[1])
+    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    return Adversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight, device, amp_dtype)
 
 
 # -- rank-0 outputs ----------------------------------------------------------------------------
@@ -254,7 +286,7 @@ def train_loop(config: dict) -> None:
 
     # Resume from whichever is newer: Ray's own (a retry inside this run) or the newest complete one in
     # the store (also one a dead worker persisted before Ray Train registered it).
-    start_step, source, elapsed_s, ema_state = 0, None, 0.0, None
+    start_step, source, elapsed_s, ema_state, gan_state = 0, None, 0.0, None, None
     candidates = []
     ray_ckpt = ray.train.get_checkpoint()
     if ray_ckpt is not None:
@@ -276,6 +308,8 @@ def train_loop(config: dict) -> None:
         opt.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
         elapsed_s, ema_state = float(state.get("elapsed_s", 0.0)), state.get("ema")
+        if "discriminator" in state:
+            gan_state = (state["discriminator"], state["discriminator_optimizer"])
         del states, state, candidates
     ema = None
     if cfg.ema > 0:
@@ -291,8 +325,9 @@ def train_loop(config: dict) -> None:
         return shown
 
     model = ray.train.torch.prepare_model(raw, move_to_device=False)  # DDP when world > 1 (raw is on device)
+    adversary = make_adversary(mcfg.size, base_lr, cfg.gan_weight, device, gan_state) if cfg.gan_weight > 0 else None
     stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
-                      flip=cfg.flip, background_weight=cfg.background_weight)
+                      flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
     stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed)
@@ -306,7 +341,7 @@ def train_loop(config: dict) -> None:
                  + (f" from {source}" if source else ""))
 
     def save_checkpoint(step: int, metrics: dict):
-        state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s()) if rank == 0 else None
+        state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s(), adversary) if rank == 0 else None
         tmp = write_checkpoint_dir(state, mcfg.preset) if rank == 0 else None
         if tmp and on_checkpoint:
             on_checkpoint("written", step, tmp, out)
@@ -319,6 +354,7 @@ def train_loop(config: dict) -> None:
 
     step = start_step
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
+    gan_window: list[tuple[float, float]] = []
     last: dict = {}
     samples_per_step = 2 * batch * world
     budget = Budget(total, cfg.minutes, elapsed_s, world)
@@ -336,7 +372,10 @@ def train_loop(config: dict) -> None:
             a = stepper.to_tensors(*stream_a.next_batch(batch))
             b = stepper.to_tensors(*stream_b.next_batch(batch))
             wait_window += time.perf_counter() - t0
-            loss_window.append(stepper.step(a, b, lr))
+            adversarial = adversary is not None and budget.progress >= cfg.gan_start
+            loss_window.append(stepper.step(a, b, lr, adversarial))
+            if adversarial:
+                gan_window.append(stepper.last_gan)
             if ema is not None:
                 ema.update(raw)
             step += 1
@@ -350,12 +389,16 @@ def train_loop(config: dict) -> None:
                         "samples_per_s": round(samples_per_step * len(loss_window) / dt, 2),
                         "data_wait_share": round(wait_window / dt, 4), "lr": lr,
                         "elapsed_s": round(budget.elapsed_s(), 1)}
+                if gan_window:  # the adversarial phase: the generator's and the discriminators' losses
+                    gan_g, gan_d = np.mean(gan_window, axis=0)
+                    last.update(gan_g=round(float(gan_g), 5), gan_d=round(float(gan_d), 5))
                 if rank == 0:
                     outputs.metrics(last)
                     if config["progress"]:
                         _say(f"train: step {step}/{shown_total} loss A {la:.4f} B {lb:.4f} "
-                             f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%")
-                t_window, wait_window, loss_window = time.perf_counter(), 0.0, []
+                             f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%"
+                             + (f", GAN G {last['gan_g']:.3f} D {last['gan_d']:.3f}" if "gan_g" in last else ""))
+                t_window, wait_window, loss_window, gan_window = time.perf_counter(), 0.0, [], []
 
         if step > start_step:
             save_checkpoint(step, last)
@@ -366,6 +409,7 @@ def train_loop(config: dict) -> None:
                        "batch_size": batch, "workers": world, "lr": base_lr,
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
+                       "gan_weight": cfg.gan_weight,
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
             outlines = {k: outlines_of([r.landmarks for r in stream.records], stream.info.crop_size)
