@@ -71,6 +71,27 @@ def random_model(uri: str, crop_size: int = 256) -> Store:
     return store
 
 
+def _write_vfr(source: str, out: str, ticks: list[int]) -> None:
+    """`out`: the first len(ticks) frames of `source`, frame n shown at ticks[n] / 25 s."""
+    import fractions
+
+    import av
+
+    from faceswap.video.decode import iter_frames
+
+    frames = [frame for _, _, frame in iter_frames(source, 0, len(ticks))]
+    time_base = fractions.Fraction(1, 25)
+    with av.open(out, "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "12"})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.time_base, stream.codec_context.time_base = "yuv420p", time_base, time_base
+        for frame, tick in zip(frames, ticks):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = tick, time_base
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+
+
 def ray_env(ray_local) -> dict:
     return {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
 
@@ -96,9 +117,9 @@ def clips(samples_dir, tmp_path_factory) -> dict:
     # A phone-style clip: pixels stored turned clockwise, a display matrix turns them back upright.
     ffmpeg("-i", a, "-frames:v", str(FEW), "-vf", "transpose=1", "-c:v", "libx264", "-crf", "12", "-an", p["side.mp4"])
     ffmpeg("-display_rotation", "90", "-i", p["side.mp4"], "-c", "copy", p["rotated.mp4"])
-    # Variable frame rate: the first 8 frames last twice as long as the rest.
-    ffmpeg("-i", a, "-frames:v", str(2 * FEW), "-vf", "setpts='if(lt(N,8),N*2,N+8)/25/TB'", "-fps_mode", "vfr",
-           "-c:v", "libx264", "-crf", "12", "-an", p["vfr.mp4"])
+    # Variable frame rate: the first 8 frames last twice as long as the rest. Written with PyAV, each
+    # frame's time set here: ffmpeg's setpts left the last frame outside the mp4's edit list (23 shown).
+    _write_vfr(a, p["vfr.mp4"], [2 * n if n < 8 else n + 8 for n in range(2 * FEW)])
     ffmpeg("-i", a, "-frames:v", str(FEW), "-c:v", "libx264", "-crf", "12", "-an", p["silent.mp4"])
     cv2.imwrite(p["tiny.png"], np.full((20, 20, 3), 128, np.uint8))
     p["a"] = a
