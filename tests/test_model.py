@@ -247,6 +247,23 @@ def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
             s.close()
 
 
+def test_a_balanced_stream_splits_one_weighted_epoch_between_workers(facesets):
+    """With --pose-balance each epoch is as many weighted draws as faces (a face may come twice), the
+    same on every rank, and the workers take disjoint slices of it."""
+    full = FaceStream(facesets[0], 64, seed=3, buffer=4, balance=1.0)
+    halves = [FaceStream(facesets[0], 64, rank=r, world=2, seed=3, buffer=4, balance=1.0) for r in range(2)]
+    try:
+        for epoch in (0, 1):
+            drawn = full._order(epoch)
+            assert len(drawn) == 12 and sorted(halves[0]._order(epoch) + halves[1]._order(epoch)) == sorted(drawn)
+        assert full._order(1) != full._order(2) and full.rarest_gain >= 1.0
+        images, maps = halves[1].next_batch(3)
+        assert images.shape == (3, 64, 64, 3) and maps.shape == (3, 64, 64, 2)
+    finally:
+        for stream in [full, *halves]:
+            stream.close()
+
+
 @pytest.mark.parametrize("rank, world", [(0, 1), (1, 4)])
 def test_stream_order_is_the_same_with_and_without_the_decoded_cache(facesets, rank, world):
     """A set that fits the cache is served from it directly once every face is in it; the samples and their

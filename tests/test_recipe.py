@@ -1,14 +1,18 @@
 """Training recipe components: the learning-rate schedule, the weight average (EMA), the
-loss weights and the adversarial phase's discriminators, each doing what it claims.
+loss weights, the pose balance of the draws and the adversarial phase's discriminators, each
+doing what it claims.
 """
 
 from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
+from faceswap.faces.align import MEAN_FACE_68
+from faceswap.model.balance import draw_weights, state_bins
 from faceswap.model.ema import WeightAverage
 from faceswap.model.losses import pixel_weights
 from faceswap.model.schedule import FLOOR, lr_at
@@ -149,3 +153,38 @@ def test_a_gan_step_runs_on_a_tiny_model_and_moves_both_sides():
     before_d = {k: v.clone() for k, v in adversary.raw.state_dict().items()}
     stepper.step(faces(), faces(), 1e-4)
     assert all(torch.equal(v, before_d[k]) for k, v in adversary.raw.state_dict().items())
+
+
+def _faces(n: int, rng, turn: float = 0.0, eyes_shut: bool = False) -> np.ndarray:
+    """(n, 68, 2) landmarks of the mean face, 100 px, a little noise; the nose moved sideways by
+    ``turn`` eye distances (a head turned by atan(turn / 0.45)), or the upper lids on the lower ones."""
+    base = MEAN_FACE_68 * 100 + 20
+    eye_distance = np.hypot(*((base[42] + base[45]) / 2 - (base[36] + base[39]) / 2))
+    base = base.copy()
+    base[27:36, 0] += turn * eye_distance
+    if eyes_shut:
+        base[[37, 38, 43, 44]] = base[[41, 40, 47, 46]]
+    return base + rng.normal(0, 0.3, (n, 68, 2))
+
+
+def test_pose_balance_draws_rare_turns_and_shut_eyes_more_often():
+    rng = np.random.default_rng(0)
+    faces = np.concatenate([_faces(80, rng), _faces(10, rng, turn=0.15), _faces(10, rng, eyes_shut=True)])
+    bins = state_bins(faces)
+    assert len(set(bins[:80])) == 1 and len(set(bins)) == 3, "frontal, turned (18 deg), eyes shut: three states"
+    groups = [slice(0, 80), slice(80, 90), slice(90, 100)]
+
+    def shares(balance):
+        weights = draw_weights(faces, balance)
+        assert weights.sum() == pytest.approx(1.0) and (weights > 0).all()
+        return [weights[g].sum() for g in groups]
+
+    assert shares(0.0) == pytest.approx([0.8, 0.1, 0.1])               # uniform: as the footage has them
+    assert shares(1.0) == pytest.approx([1 / 3, 1 / 3, 1 / 3])         # every state equally often
+    root = np.sqrt([80, 10, 10])
+    assert shares(0.5) == pytest.approx(root / root.sum())             # between: as the square root
+    weights = draw_weights(faces, 1.0)
+    assert np.ptp(weights[80:90]) == 0 and weights[85] == pytest.approx(8 * weights[0])  # alike within a state
+    with pytest.raises(ValueError):
+        draw_weights(faces, 1.5)
+

@@ -1,7 +1,7 @@
 """Training samples from a face set, streamed: never the whole face set in memory.
 
     alignments/*.parquet (keys + landmarks + matrix, small)
-      -> per-epoch permutation, this worker's slice (rank::world)
+      -> per-epoch permutation (or, with ``balance``, draws weighted to rare poses), this worker's slice (rank::world)
       -> decode threads: read crop (local or s3) -> resize to the model size -> landmark maps
       -> bounded shuffle buffer -> batches (uint8 NHWC)
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from faceswap.errors import InputError
 from faceswap.faceset import FaceRecord, FaceSet
+from faceswap.model.balance import draw_weights
 from faceswap.model.losses import landmark_maps
 from faceswap.storage import Store
 
@@ -51,9 +52,13 @@ class FaceStream:
     """
 
     def __init__(self, uri: str, size: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 buffer: int = 256, threads: int = 2, cache_mb: int = 256):
+                 buffer: int = 256, threads: int = 2, cache_mb: int = 256, balance: float = 0.0):
         self.store = Store(uri)
         self.records, self.info = FaceSet(uri).training_records()
+        # Rare poses and expressions drawn more often (model.balance); None: every face alike.
+        self._weights = draw_weights([r.landmarks for r in self.records], balance) if balance > 0 else None
+        # How many times more often than in a uniform draw the rarest face is drawn.
+        self.rarest_gain = float(self._weights.max() * len(self.records)) if self._weights is not None else 1.0
         self.size, self.rank, self.world, self.seed = size, rank, world, seed
         self.buffer_size = buffer
         self.wait_s = 0.0
@@ -76,8 +81,12 @@ class FaceStream:
         self._thread.start()
 
     def _order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.records)))
-        random.Random(self.seed * 7919 + epoch).shuffle(order)   # same on every rank ...
+        if self._weights is None:
+            order = list(range(len(self.records)))
+            random.Random(self.seed * 7919 + epoch).shuffle(order)   # same on every rank ...
+        else:  # an epoch of as many draws as faces, each face as often as its weight says
+            rng = np.random.default_rng(self.seed * 7919 + epoch)
+            order = rng.choice(len(self.records), size=len(self.records), p=self._weights).tolist()
         mine = order[self.rank::self.world]                       # ... so the slices are disjoint
         return mine or order[self.rank % len(order)::len(order)]  # fewer faces than workers
 

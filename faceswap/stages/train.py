@@ -73,6 +73,8 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
                           f"(got {cfg.gan_weight:g} and {cfg.gan_start:g})")
     if not 0.0 <= cfg.background_weight <= 1.0 or cfg.eye_mouth_weight < 0:
         raise ConfigError("--background-weight is in [0, 1] and --eye-mouth-weight is not negative")
+    if not 0.0 <= cfg.pose_balance <= 1.0:
+        raise ConfigError(f"--pose-balance is in [0, 1], not {cfg.pose_balance:g}")
     mcfg = preset(device_preset(cfg.preset, cfg.gpu))
     steps = cfg.steps or (NO_STEP_LIMIT if cfg.minutes else mcfg.steps)
     return mcfg, steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr
@@ -330,8 +332,8 @@ def train_loop(config: dict) -> None:
                       flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
-    stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed)
-    stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1)
+    stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed, balance=cfg.pose_balance)
+    stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1, balance=cfg.pose_balance)
     outputs = preview_a = preview_b = None
     if rank == 0:
         outputs = Outputs(out, start_step)
@@ -339,6 +341,9 @@ def train_loop(config: dict) -> None:
         if config["progress"]:
             _say(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{shown_total}"
                  + (f" from {source}" if source else ""))
+            if cfg.pose_balance > 0:
+                _say(f"train: rare poses and expressions drawn up to {stream_a.rarest_gain:.1f}x (A) and "
+                     f"{stream_b.rarest_gain:.1f}x (B) as often as in a uniform draw")
 
     def save_checkpoint(step: int, metrics: dict):
         state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s(), adversary) if rank == 0 else None
@@ -409,7 +414,8 @@ def train_loop(config: dict) -> None:
                        "batch_size": batch, "workers": world, "lr": base_lr,
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
-                       "gan_weight": cfg.gan_weight,
+                       "gan_weight": cfg.gan_weight, "pose_balance": cfg.pose_balance,
+                       "rarest_gain_a": round(stream_a.rarest_gain, 2), "rarest_gain_b": round(stream_b.rarest_gain, 2),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
             outlines = {k: outlines_of([r.landmarks for r in stream.records], stream.info.crop_size)
