@@ -86,9 +86,9 @@ class TrainConfig:
     preview_every: int = opt(200, "steps between preview images and metrics lines")
     max_failures: int = opt(3, "worker failures to retry before giving up")
     eye_mouth_weight: float = opt(0.0, "extra loss weight on eyes and mouth (0: off)")
-    pose_balance: float = opt(0.0, "draw rare head poses and expressions (turns, nods, eyes shut, mouth open) more "
+    pose_balance: float = opt(0.5, "draw rare head poses and expressions (turns, nods, eyes shut, mouth open) more "
                                    "often: 1 draws every pose bin equally often, 0.5 gives a bin a share that goes "
-                                   "as the square root of its faces (0: every face alike)")
+                                   "as the square root of its faces (0: every face alike, as before 2026-12-03)")
     background_weight: float = opt(1.0, "loss weight of pixels outside the face hull, which convert never pastes "
                                         "(1: every pixel alike; 0.1 is DeepFaceLab-style masked training)")
     ema: float = opt(0.0, "decay of a weight average used for previews and the exported model, e.g. 0.998 "

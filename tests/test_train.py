@@ -152,9 +152,9 @@ def test_a_time_budget_stops_on_time_and_a_rerun_continues_the_same_budget(ray_l
     a, b = local_facesets
     minutes = 0.5  # 30 s: one step of this tiny model on a loaded 2-core machine is well inside 10%
     cfg = TrainConfig(a=a, b=b, out=out.uri, minutes=minutes, batch_size=4, checkpoint_every=10_000,
-                      preview_every=10_000, lr_schedule="cosine", pose_balance=0.5)
+                      preview_every=10_000, lr_schedule="cosine", pose_balance=1.0)
     summary = run_train(cfg, progress=False)
-    assert summary["pose_balance"] == 0.5 and summary["rarest_gain_a"] >= 1.0 and summary["rarest_gain_b"] >= 1.0
+    assert summary["pose_balance"] == 1.0 and summary["rarest_gain_a"] >= 1.0 and summary["rarest_gain_b"] >= 1.0
     # Stopped by the clock (no --steps), within 10% of the budget; the checkpoint and model come after.
     assert 60 * minutes <= summary["training_elapsed_s"] <= 1.1 * 60 * minutes, summary
     assert summary["steps"] > 0 and checkpoint_steps(out) == [summary["steps"]] and out.exists(MODEL_KEY)
