@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from faceswap.metrics import expression
-from faceswap.metrics.coverage import head_turns
+from faceswap.metrics.coverage import face_states
 
 YAW_BIN_DEG = 10.0     # faces within a bin show the same turn of the head ...
 PITCH_BIN_DEG = 10.0   # ... and nod, to the decoders
@@ -25,13 +24,12 @@ PITCH_BIN_DEG = 10.0   # ... and nod, to the decoders
 
 def state_bins(landmarks) -> np.ndarray:
     """(N,) int: the bin of each face's pose and expression (equal ids: the same state)."""
-    lms = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
-    yaw, pitch = head_turns(lms)
-    shut = np.array([expression.eye_openness(p) < expression.EYES_CLOSED_BELOW for p in lms])
-    wide = np.array([expression.mouth_openness(p) > expression.MOUTH_OPEN_ABOVE for p in lms])
+    n = len(landmarks)
+    states = face_states("", [""] * n, np.zeros(n), landmarks)  # inspect's measures and thresholds
     # Bins centred on level (yaw 0, the set's median pitch): a set facing the camera is one bin, not two.
-    keys = np.stack([np.rint(np.nan_to_num(yaw) / YAW_BIN_DEG), np.rint(np.nan_to_num(pitch) / PITCH_BIN_DEG),
-                     shut, wide], axis=1).astype(np.int64)
+    keys = np.stack([np.rint(np.nan_to_num(states.yaw) / YAW_BIN_DEG),
+                     np.rint(np.nan_to_num(states.pitch) / PITCH_BIN_DEG),
+                     states.eyes_closed, states.mouth_open], axis=1).astype(np.int64)
     return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
 
 
