@@ -443,9 +443,9 @@ def test_a_fit_that_jumps_in_size_is_refitted_in_a_smaller_box():
     # a tracked face (its size a frame ago known): the too-large answer is refitted, the right one kept
     (pts, _), (kept, _) = fit_landmarks(backend, rgb, [large, right], [size, size])
     assert np.allclose(pts, truth, atol=1e-3) and np.allclose(kept, truth, atol=1e-3)
-    # a new face has no size to compare with: its box's fit, as the predictor gives it
-    (new, _), = fit_landmarks(backend, rgb, [large], [None])
-    assert inner_radius(new) == pytest.approx(1.4 * size, rel=1e-3)
+    # a new face has no size to compare with: its shrunk box's fit is the reference, the 1.4x answer refitted
+    (new, _), (new_right, _) = fit_landmarks(backend, rgb, [large, right], [None, None])
+    assert np.allclose(new, truth, atol=1e-3) and np.allclose(new_right, truth, atol=1e-3)
     # a face that really grew (a zoom past the step) keeps the fit nearer its last size: here the box's own
     (grown, _), = fit_landmarks(backend, rgb, [right], [size / 1.1])
     assert np.allclose(grown, truth, atol=1e-3)
