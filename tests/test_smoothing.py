@@ -186,3 +186,36 @@ def test_a_shard_read_with_its_halo_renders_as_the_whole_clip_does():
         assert sorted(shard) == list(range(start, stop))
         for f in range(start, stop):
             assert np.allclose(shard[f][0][1], whole[f][0][1], atol=1e-9), f"frame {f} differs at a join"
+
+
+def test_extract_cleaning_replaces_wrong_fits_fills_holes_and_keeps_a_blink_and_speech():
+    """Extract's records: the track's wrong fits replaced, its holes filled, the face smoothed, but each eye's
+    and the mouth's own shape as fitted: a two-frame blink stays shut and the mouth keeps its 6 Hz opening
+    (inspect, the pose balance and training's eye and mouth weights read them)."""
+    xs = 100 + 2.0 * np.arange(40)
+    faces = _track(xs, noise=0.3, seed=2)
+    truth = {f: _face(x, 100) for f, x in enumerate(xs)}
+    eye = _eye_distance(truth[0])
+    centre = truth[15].mean(0)
+    faces[15] = [(faces[15][0] - centre) * 1.3 + centre]  # a fit 1.3x the face
+    del faces[30]                                            # a frame the tracker missed
+    for f in (24, 25):                                        # a blink: both eyes shut
+        for lids in ((37, 38, 41, 40), (43, 44, 47, 46)):
+            faces[f][0][[lids[0], lids[1]], 1] = faces[f][0][[lids[2], lids[3]], 1]
+    for f in range(40):                                       # speech: the lower lip drops every other frame
+        if f in faces and f % 2:
+            faces[f][0][55:60, 1] += 0.3 * eye
+    out = smoothing.clean_tracks(faces)
+    cleaned = smoothing.smooth_tracks(faces)                  # convert's smoothing, for comparison
+    assert sorted(out) == list(range(40)) and all(len(out[f]) == 1 for f in out)
+    assert out[30][0][1] is None and out[15][0][1] == 0
+    for f in set(range(40)) - {15, 30}:
+        pts = out[f][0][0]
+        assert np.linalg.norm(pts - faces[f][0], axis=1).mean() < 0.05 * eye  # the detector's fit, steadied
+        for group in smoothing.OWN_SHAPES:                    # eyes and mouth: their shapes exactly as fitted
+            assert np.allclose(pts[group] - pts[group].mean(0), faces[f][0][group] - faces[f][0][group].mean(0))
+    for f in (15, 30):
+        assert np.linalg.norm(out[f][0][0] - truth[f], axis=1).mean() < 0.05 * eye
+    opening = lambda pts: pts[41, 1] - pts[37, 1]  # noqa: E731 - the left eye's lids apart
+    assert opening(out[24][0][0]) == opening(faces[24][0]) < 0.05 * eye
+    assert opening(cleaned[24][0][0]) > 0.3 * opening(faces[20][0])  # where a plain smoothing opens the blink

@@ -1,4 +1,4 @@
-"""Temporal smoothing of face tracks for convert: steady faces without lag, no holes.
+"""Temporal smoothing of face tracks: for convert (steady faces without lag, no holes) and for extract's records.
 
     records of a frame range (+ HALO frames each side) -> tracks (faces linked frame to frame)
       -> fits that leave the track (dlib's second answer: a shape too large or shifted, on a frame or three)
@@ -8,6 +8,8 @@
       -> per frame: the smoothed faces
     convert: smooth_records(records of [start - HALO, stop + HALO), start, stop)
       -> each face's crop matrix refitted to its smoothed landmarks (filled faces get one too)
+    extract: clean_tracks(a shard's records, a window at a time): the same, except that the eyes' and the
+      mouth's own shapes stay as fitted; a replaced or filled face gets a record (and a crop) of its own
 
 Why Savitzky-Golay: it fits a quadratic to the frames around each frame, looking ahead as well
 as back (a shard knows all its frames), so steady motion and even a turning head's acceleration
@@ -48,6 +50,8 @@ MIN_TRACK_FOR_OUTLIERS = 5  # a shorter track has too little evidence to call an
 # median window that judges the fits the smoothing reads (twice: a replaced fit interpolates from kept ones).
 HALO = WINDOW // 2 + MAX_GAP + 1 + 2 * (SIZE_WINDOW // 2)
 MIN_OVERLAP = 0.3  # box overlap (IoU) that links a face to the same track in the next frame
+# Points whose shape extract's records keep as fitted (clean_tracks): each eye, the mouth.
+OWN_SHAPES = (list(range(36, 42)), list(range(42, 48)), list(range(48, 68)))
 
 
 def _box(landmarks: np.ndarray) -> np.ndarray:
@@ -98,10 +102,12 @@ def smooth_sequence(values: np.ndarray, window: int = WINDOW, order: int = ORDER
     flat = values.reshape(t, -1)
     out = np.empty_like(flat)
     inner = _savgol_weights(n, half, order)
-    for i in range(t):
+    # the frames whose window fits: all at once; the few at each end: a window shifted inward each
+    out[half:t - half] = np.einsum("w,iwk->ik", inner, np.lib.stride_tricks.sliding_window_view(
+        flat, n, axis=0).transpose(0, 2, 1))
+    for i in [*range(half), *range(t - half, t)]:
         start = min(max(0, i - half), t - n)
-        weights = inner if start == i - half else _savgol_weights(n, i - start, order)
-        out[i] = weights @ flat[start:start + n]
+        out[i] = _savgol_weights(n, i - start, order) @ flat[start:start + n]
     return out.reshape(values.shape)
 
 
@@ -109,10 +115,13 @@ def running_median(values: np.ndarray, window: int) -> np.ndarray:
     """Median along axis 0 of (T, ...) values over ``window`` samples centred on each one. Near the ends
     the window shrinks to stay centred (a window shifted inward would put a moving face's first frames
     behind its median)."""
+    values = np.asarray(values)
     t = len(values)
     half = window // 2
     out = np.empty_like(values, dtype=np.float64)
-    for i in range(t):
+    if t > 2 * half:  # the frames whose window fits: all at once
+        out[half:t - half] = np.median(np.lib.stride_tricks.sliding_window_view(values, window, axis=0), axis=-1)
+    for i in [*range(min(half, t)), *range(max(half, t - half), t)]:
         reach = min(half, i, t - 1 - i)
         out[i] = np.median(values[i - reach:i + reach + 1], axis=0)
     return out
@@ -126,35 +135,64 @@ def outlier_fits(pts: np.ndarray) -> np.ndarray:
     rigid = pts[:, :48]  # jaw, brows, nose, eyes: not the mouth
     size = np.sqrt(((rigid - rigid.mean(1, keepdims=True)) ** 2).sum(2).mean(1))
     size_off = np.abs(size / np.maximum(running_median(size, SIZE_WINDOW), 1e-6) - 1) > SIZE_OUTLIER
-    median = running_median(pts, SHAPE_WINDOW)
+    median = running_median(rigid, SHAPE_WINDOW)
     eye = np.linalg.norm(median[:, 36:42].mean(1) - median[:, 42:48].mean(1), axis=1)
-    shape_off = np.linalg.norm(rigid - median[:, :48], axis=2).mean(1) > SHAPE_OUTLIER * np.maximum(eye, 1e-6)
+    shape_off = np.linalg.norm(rigid - median, axis=2).mean(1) > SHAPE_OUTLIER * np.maximum(eye, 1e-6)
     return size_off | shape_off
 
 
-def _fill_and_smooth(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _repair(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A track's frames from first to last and its (T, 68, 2) landmarks there: outlier fits dropped,
     then gaps (at most MAX_GAP frames: link_tracks never links across longer ones) and dropped fits filled
-    linearly (held at the track's ends), then smoothed."""
+    linearly (held at the track's ends)."""
     full = np.arange(frames[0], frames[-1] + 1)
     kept = ~outlier_fits(pts)
+    if kept.all() and len(frames) == len(full):
+        return full, pts.copy()  # nothing to replace or fill
     frames, pts = np.asarray(frames)[kept], pts[kept]
     filled = np.stack([np.stack([np.interp(full, frames, pts[:, p, c]) for c in range(2)], axis=1)
                        for p in range(68)], axis=1)
+    return full, filled
+
+
+def _fill_and_smooth(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_repair``, then smoothed."""
+    full, filled = _repair(frames, pts)
     return full, smooth_sequence(filled)
+
+
+def _per_frame(faces: dict[int, list[np.ndarray]], fix) -> dict[int, list[tuple[np.ndarray, int | None]]]:
+    out: dict[int, list[tuple[np.ndarray, int | None]]] = {}
+    for track in link_tracks(faces):
+        frames = sorted(track)
+        pts = np.stack([np.asarray(faces[f][track[f]], np.float64).reshape(68, 2) for f in frames])
+        full, fixed = fix(frames, pts)
+        for k, frame in enumerate(full):
+            out.setdefault(int(frame), []).append((fixed[k], track.get(int(frame))))
+    return out
 
 
 def smooth_tracks(faces: dict[int, list[np.ndarray]]) -> dict[int, list[tuple[np.ndarray, int | None]]]:
     """Per frame, each face's smoothed (68, 2) landmarks and the index of its record in that frame
     (None for a face filled into a gap). Frames are those of ``faces`` plus the filled ones."""
-    out: dict[int, list[tuple[np.ndarray, int | None]]] = {}
-    for track in link_tracks(faces):
-        frames = sorted(track)
-        pts = np.stack([np.asarray(faces[f][track[f]], np.float64).reshape(68, 2) for f in frames])
-        full, smoothed = _fill_and_smooth(frames, pts)
-        for k, frame in enumerate(full):
-            out.setdefault(int(frame), []).append((smoothed[k], track.get(int(frame))))
-    return out
+    return _per_frame(faces, _fill_and_smooth)
+
+
+def _clean(frames: list[int], pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_fill_and_smooth`` with each eye's and the mouth's shape as repaired: only where they sit is smoothed."""
+    full, repaired = _repair(frames, pts)
+    smoothed = smooth_sequence(repaired)
+    for group in OWN_SHAPES:
+        smoothed[:, group] += (repaired[:, group] - repaired[:, group].mean(1, keepdims=True)
+                               - smoothed[:, group] + smoothed[:, group].mean(1, keepdims=True))
+    return full, smoothed
+
+
+def clean_tracks(faces: dict[int, list[np.ndarray]]) -> dict[int, list[tuple[np.ndarray, int | None]]]:
+    """``smooth_tracks`` for extract's records: the same, except that each eye's and the mouth's own shape
+    (a blink, a wink, speech) stays as fitted (or as interpolated, for a replaced or filled face); where they
+    sit moves with the smoothed face."""
+    return _per_frame(faces, _clean)
 
 
 def smooth_records(records: dict[int, list], start: int, stop: int) -> dict[int, list]:
