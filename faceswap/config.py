@@ -50,6 +50,13 @@ class ExtractConfig:
     detect_every: int = opt(16, "run the full detector every K frames and track faces in between (a face "
                                  "found late is followed back to the frame it appeared in; a cut re-detects at once)")
     smooth: float = opt(0.0, "temporal smoothing of landmarks, 0 (off) to 1 (heavy)")
+    clean_tracks: bool = opt(True, "clean each face track of a video before its records are written: a fit that "
+                                   "leaves its track (a shape too large or shifted for a frame or a few) is "
+                                   "replaced from the fits around it, holes of up to 2 frames are filled, and the "
+                                   "face is smoothed along its track without lag, each eye's and the mouth's own "
+                                   "shape (a blink, speech) kept as fitted", flag="--no-clean-tracks",
+                             flag_help="keep every fit as the landmark model gave it, and no record where it "
+                                       "gave none")
     shard_frames: int = opt(0, "frames per shard (0: chosen from the video length and the cluster size)")
     workers: int = opt(0, "parallel extraction actors (0: as many as the cluster's CPUs allow)")
     keep_going: bool = opt(False, "skip bad inputs and list them in the summary instead of stopping")

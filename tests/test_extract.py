@@ -162,6 +162,74 @@ def test_a_shard_gives_the_same_records_and_crops_with_and_without_worker_thread
         assert stores[True].read_bytes(r["crop"]) == stores[False].read_bytes(r["crop"])
 
 
+class _Misfitting:
+    """A real tracker whose landmark fit goes wrong on some frames, as dlib's does now and then: 1.3x the
+    face on ``too_large``, nothing at all on ``missed``."""
+
+    def __init__(self, tracker, too_large: set[int], missed: set[int]):
+        self.tracker, self.too_large, self.missed = tracker, too_large, missed
+
+    def __getattr__(self, name):
+        return getattr(self.tracker, name)
+
+    def update(self, rgb, tag=None):
+        from faceswap.faces.types import Face
+
+        faces = self.tracker.update(rgb, tag)
+        if tag[0] in self.missed:
+            return []
+        if tag[0] in self.too_large:
+            centre = faces[0].landmarks.mean(0)
+            return [Face(faces[0].bbox, (faces[0].landmarks - centre) * 1.3 + centre, faces[0].score, faces[0].track)]
+        return faces
+
+
+def test_a_wrong_fit_is_replaced_and_a_missed_frame_filled_each_with_its_own_crop_cut_once(ray_local, clip, tmp_path,
+                                                                                         monkeypatch):
+    from faceswap.faces.crop_writer import CropWriter
+
+    spec = ExtractShardSpec(id="a-0", kind="video", source="a", uri=clip["a_small.mp4"], start=0, stop=50)
+    runs, submitted, submit = {}, [], CropWriter.submit
+    monkeypatch.setattr(CropWriter, "submit", lambda self, key, *a: submitted.append(key) or submit(self, key, *a))
+    for name, clean, wrong in (("clean", True, False), ("repaired", True, True), ("raw", False, True)):
+        cfg = _cfg([clip["a_small.mp4"]], tmp_path / name, clean_tracks=clean)
+        worker = ExtractShard(cfg, overlap=False)
+        if wrong:
+            made = worker._tracker
+            worker._tracker = lambda: _Misfitting(made(), too_large={20, 21}, missed={35})
+        submitted.clear()
+        assert worker.process(spec)["status"] == "ok"
+        store = Store(cfg.out)
+        runs[name] = store, {r["frame"]: r for r in _records(store)}
+        assert sorted(submitted) == sorted(r["crop"] for r in runs[name][1].values())  # each crop written once
+    clean_store, clean = runs["clean"]
+    eye = align.inter_ocular(np.asarray(clean[20]["landmarks"]).reshape(68, 2))
+
+    def error(rows, frame):
+        return np.linalg.norm(np.subtract(rows[frame]["landmarks"], clean[frame]["landmarks"]).reshape(68, 2),
+                              axis=1).mean() / eye
+
+    def crop(store, row):
+        return cv2.imdecode(np.frombuffer(store.read_bytes(row["crop"]), np.uint8), cv2.IMREAD_COLOR).astype(float)
+
+    raw_store, raw = runs["raw"]
+    assert 35 not in raw and error(raw, 20) > 0.2  # --no-clean-tracks keeps what the landmark model gave
+    store, repaired = runs["repaired"]
+    assert sorted(repaired) == list(range(50)) == sorted(clean)
+    for frame in (20, 21, 35):
+        assert error(repaired, frame) < 0.05, frame
+        # the crop is cut again at the repaired alignment: it matches the clean run's, not the wrong fit's
+        assert np.abs(crop(store, repaired[frame]) - crop(clean_store, clean[frame])).mean() < 4, frame
+    assert np.abs(crop(raw_store, raw[20]) - crop(clean_store, clean[20])).mean() > 15
+    filled = repaired[35]
+    assert filled["crop"] == f"faces/a-0/00000035_{filled['face']:02d}.jpg" and filled["frame"] == 35
+    assert filled["timestamp_s"] == pytest.approx(clean[35]["timestamp_s"])
+    # its box: a neighbour's, moved with the face (the tracker's boxes come from re-checks or predictions)
+    assert min(np.abs(np.subtract(filled["bbox"], repaired[f]["bbox"])).max() for f in (34, 36)) < 0.1 * eye
+    for frame in set(range(50)) - {20, 21, 35}:  # every other fit: the tracker's, steadied
+        assert error(repaired, frame) < 0.05 and error(raw, frame) < 0.05, frame
+
+
 def test_s3_store_gives_the_same_records_as_a_local_one(ray_local, target_run, clip, s3_store):
     out, _ = target_run
     run_extract(_cfg([clip["a_small.mp4"]], s3_store.uri), progress=False)

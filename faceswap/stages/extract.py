@@ -4,6 +4,8 @@
       -> Ray Data: from_items(shards) -> map_batches(ExtractShard) on an actor pool
            ExtractShard: decode frame range -> FaceTracker -> align -> identity filter
                          -> HandTracker: the hands near those faces (faces/hands.py)
+                         -> each face track cleaned, a few frames behind (stages/extract_records.py: wrong
+                            fits replaced, holes of up to 2 frames filled, smoothed; crops cut after that)
                          -> crops faces/<shard>/<frame>_<face>.jpg (or .png) -> hands/<shard>.parquet
                          -> alignments/<shard>.parquet (last)
       -> per-shard status rows -> checks (failed shards, sources without faces) -> manifest.json
@@ -85,7 +87,7 @@ class ExtractShard:
         from faceswap.heap import release_freed_memory
 
         t0, started = time.perf_counter(), time.time()
-        self.records, self.hands, self.failed = [], [], 0
+        self.records, self.hands, self.failed, self.cleaned = [], [], 0, None
         row = shard_status(lambda: self._extract(shard))
         release_freed_memory()  # between shards: keeps the actor's memory flat over a whole film
         return {"shard": shard.id, "source": shard.source, "frames": shard.frames,
@@ -124,14 +126,18 @@ class ExtractShard:
         return HandTracker(self.hand_net, detect_every or DETECT_EVERY)
 
     def _video(self, shard: ExtractShardSpec) -> None:
+        from faceswap.stages.extract_records import CleanedRecords
         from faceswap.video.decode import Prefetch, iter_frames
 
         tracker, identities, hands = self._tracker(), {}, self._hand_tracker()
-        next_frame = shard.start
+        c = self.cfg
+        self.cleaned = CleanedRecords(self.crops, c.size, c.centering, c.image_format,
+                                      c.detect_every) if c.clean_tracks else None
         # Decoding runs a few frames ahead in a thread where a core is free to overlap it with tracking.
         ahead = Prefetch if self.overlap else contextlib.closing
         with (local_input(shard.uri) as path,
               ahead(iter_frames(path, shard.start, shard.stop, decoder=self.cfg.decoder)) as frames):
+            next_frame = shard.start
             while True:
                 try:
                     index, ts, rgb = next(frames)
@@ -147,6 +153,8 @@ class ExtractShard:
                                          f"({type(exc).__name__}: {exc})") from None
                     break
                 next_frame = index + 1
+                if self.cleaned is not None:
+                    self.cleaned.add(index, ts, rgb)
                 faces = tracker.update(rgb, tag=(index, ts))
                 for (past_index, past_ts), past_rgb, face in tracker.backfilled:  # earlier frames, new faces
                     self._keep(shard, past_index, past_ts, past_rgb, face, identities)
@@ -154,6 +162,10 @@ class ExtractShard:
                     self._keep(shard, index, ts, rgb, face, identities)
                 if hands is not None:
                     hands.update(rgb, [face.bbox for face in faces], index)
+        if self.cleaned is not None:
+            self.cleaned.finish()
+            self.records += self.cleaned.records
+            self.cleaned = None
         self._add_hands(hands)
 
     def _images(self, shard: ExtractShardSpec) -> None:
@@ -201,13 +213,17 @@ class ExtractShard:
                 return
         matrix = align.alignment_matrix(face.landmarks, c.size, c.centering)
         key = check_key(f"faces/{shard.id}/{index:08d}_{face.track:02d}.{c.image_format}")
-        self.crops.submit(key, rgb, matrix)
-        self.records.append({
+        record = {
             "source": shard.source, "shard": shard.id, "frame": int(index), "timestamp_s": float(ts),
             "face": int(face.track), "bbox": face.bbox.tolist(), "landmarks": face.landmarks.reshape(-1).tolist(),
             "matrix": np.asarray(matrix, np.float64).reshape(-1).tolist(), "size": int(c.size),
             "identity_distance": None if distance is None else float(distance), "crop": key,
-            "score": float(face.score)})
+            "score": float(face.score)}
+        if self.cleaned is not None and self.cleaned.holds(index):
+            self.cleaned.record(index, record)  # its crop is cut once its track is cleaned
+            return
+        self.crops.submit(key, rgb, matrix)
+        self.records.append(record)
 
     def _hands_table(self):
         import pyarrow as pa

@@ -88,7 +88,7 @@ def validate_inputs(cfg: ExtractConfig) -> tuple[list[dict], list[dict]]:
 
 # The settings that shape a shard's records; the others (workers, decoder, ...) change how, not what.
 RECORD_SETTINGS = ("backend", "detector", "fan_detector", "size", "centering", "image_format", "min_face_px",
-                   "detect_every", "check_every", "smooth", "identity_threshold", "hands")
+                   "detect_every", "check_every", "smooth", "identity_threshold", "hands", "clean_tracks")
 
 
 def settings_fingerprint(cfg: ExtractConfig, refs: np.ndarray | None) -> str:
