@@ -5,14 +5,16 @@
     per scene (seed): the B sample head (Grace Hopper), face --face-px wide, in an 854x480 textured scene:
     it slides, rotates +-10 deg and scales +-10 % smoothly (faceswap.samples._Scene; the seed picks the
     path, the turns and the texture) -> H.264 CRF 20
-      -> faceswap extract (defaults) -> per frame: landmark error against the truth (the head's landmarks
-         found once on the full-resolution still, carried by the scene's own warp), in eye distances
-         - of extract's records as stored
-         - of the track convert pastes by (faceswap.faces.smoothing: records linked into tracks, outlier
-           fits replaced, short holes filled, smoothed)
+      -> faceswap extract, twice: the defaults and --no-clean-tracks -> per frame: landmark error against the truth
+         (the head's landmarks found once on the full-resolution still, carried by the scene's own warp), in eye
+         distances
+         - of extract's records as stored (cleaned: outlier fits replaced, holes of up to 2 frames filled,
+           smoothed), and of the raw fits (--no-clean-tracks), with the time each extract took
+         - of the track convert pastes by (faceswap.faces.smoothing: the cleaned records linked into tracks,
+           outlier fits replaced, short holes filled, smoothed)
       -> share of frames within 10 % of the eye distance, holes (runs of frames without a face), frames off
          by more; the mean over scenes; a picture of each scene's worst frames (DIR/seed<N>/tracking_worst.png:
-         green the truth, red the records above and the track convert pastes by below)
+         green the truth, red: the raw fits, the cleaned records and the track convert pastes by, top to bottom)
 
 One scene's figure moves by up to a point when one pixel changes anywhere: judge by the mean over scenes.
 The issue's target: >= 99.8 % of frames within 10 %, no hole longer than 2 frames.
@@ -71,8 +73,8 @@ def score(found: dict[int, list[np.ndarray]], truth: dict[int, np.ndarray]) -> d
 
 
 def worst_frames_picture(clip: str, truth, rows: list[tuple[dict, dict]], path: str) -> None:
-    """The 6 frames whose records are furthest from the truth (green), one row per set of landmarks
-    (red: extract's records; then convert's track on the same frames), each tile labelled with its error."""
+    """The 6 frames where the first set of landmarks is furthest from the truth (green), one row per set
+    (red: the raw fits, then the cleaned records, then convert's track), each tile labelled with its error."""
     from faceswap.video.decode import iter_frames
 
     errors = rows[0][1]
@@ -113,20 +115,23 @@ def one_scene(seed: int, args, backend) -> tuple[dict, dict, float]:
         for i in range(args.frames):
             writer.write(scene.render(i, FPS))
     truth = truth_landmarks(scene, args.frames, backend)
-    shutil.rmtree(faces, ignore_errors=True)
-    t0 = time.monotonic()
-    run_extract(ExtractConfig(inputs=[clip], out=faces), progress=False)
-    seconds = time.monotonic() - t0
-    store, found = Store(faces), {}
-    for key in store.list("alignments", suffix=".parquet"):
-        for row in store.read_parquet(key).to_pylist():
-            found.setdefault(row["frame"], []).append(np.asarray(row["landmarks"]).reshape(68, 2))
-    tracked = {f: [pts for pts, _ in faces_] for f, faces_ in smooth_tracks(found).items()}
-    raw, track = score(found, truth), score(tracked, truth)
-    if raw["errors"]:
-        worst_frames_picture(clip, truth, [(found, raw["errors"]), (tracked, track["errors"])],
+    found, seconds = {}, {}
+    for name, clean in (("raw", False), ("records", True)):
+        faces = os.path.join(out, f"faces_{name}")
+        shutil.rmtree(faces, ignore_errors=True)
+        t0 = time.monotonic()
+        run_extract(ExtractConfig(inputs=[clip], out=faces, clean_tracks=clean), progress=False)
+        seconds[name] = time.monotonic() - t0
+        store, found[name] = Store(faces), {}
+        for key in store.list("alignments", suffix=".parquet"):
+            for row in store.read_parquet(key).to_pylist():
+                found[name].setdefault(row["frame"], []).append(np.asarray(row["landmarks"]).reshape(68, 2))
+    found["track"] = {f: [pts for pts, _ in faces_] for f, faces_ in smooth_tracks(found["records"]).items()}
+    scores = {name: score(found[name], truth) for name in found}
+    if scores["raw"]["errors"]:
+        worst_frames_picture(clip, truth, [(found[name], scores[name]["errors"]) for name in ("raw", "records", "track")],
                              os.path.join(out, "tracking_worst.png"))
-    return raw, track, seconds
+    return scores, seconds
 
 
 def main() -> None:
@@ -148,20 +153,20 @@ def main() -> None:
     rows = []
     print(f"{args.frames} frames a scene, face {args.face_px:g} px; within 10 % of the eye distance "
           f"(target >= 99.8 %), holes (target: none longer than 2 frames)")
-    print("seed  extract s  | records: within  missing/holes/longest  off>10% off>20% median "
-          "| convert's track: within  missing/holes/longest  off>10% median")
+    print("seed  extract s (--no-clean-tracks / cleaned) | within, missing/holes/longest, off>10%, off>20%, median: "
+          "records --no-clean-tracks | records (cleaned, the default) | convert's track")
     for seed in args.seeds:
-        raw, track, seconds = one_scene(seed, args, backend)
-        rows.append((raw, track))
-        print(f"{seed:4d}  {seconds:9.0f}  | {raw['within']:14.2%}  {raw['missing']:7d}/{raw['holes']}/{raw['longest']:<7d}"
-              f"  {raw['off']:7d} {raw['off20']:7d} {raw['median']:6.3f} | {track['within']:22.2%}  "
-              f"{track['missing']:7d}/{track['holes']}/{track['longest']:<7d}  {track['off']:7d} {track['median']:6.3f}",
-              flush=True)
-    mean = lambda key, k: float(np.mean([r[k][key] for r in rows]))  # noqa: E731
-    print(f"mean over {len(rows)} scenes: records {mean('within', 0):.2%} (worst {min(r[0]['within'] for r in rows):.2%}, "
-          f"longest hole {max(r[0]['longest'] for r in rows)}); convert's track {mean('within', 1):.2%} "
-          f"(worst {min(r[1]['within'] for r in rows):.2%}, longest hole {max(r[1]['longest'] for r in rows)})")
-    print(f"eye distance ~{rows[-1][0]['eye']:.0f} px; worst frames of each scene: {args.out}/seed<N>/tracking_worst.png")
+        scores, seconds = one_scene(seed, args, backend)
+        rows.append(scores)
+        cells = [f"{s['within']:7.2%} {s['missing']:3d}/{s['holes']}/{s['longest']:<2d} {s['off']:3d} {s['off20']:3d} "
+                 f"{s['median']:.3f}" for s in (scores["raw"], scores["records"], scores["track"])]
+        print(f"{seed:4d}  {seconds['raw']:5.0f} / {seconds['records']:5.0f} | " + " | ".join(cells), flush=True)
+    for name, label in (("raw", "records --no-clean-tracks"), ("records", "records (cleaned)"),
+                        ("track", "convert's track")):
+        within = [r[name]["within"] for r in rows]
+        print(f"mean over {len(rows)} scenes, {label}: {np.mean(within):.2%} (worst {min(within):.2%}, "
+              f"longest hole {max(r[name]['longest'] for r in rows)})")
+    print(f"eye distance ~{rows[-1]['raw']['eye']:.0f} px; worst frames of each scene: {args.out}/seed<N>/tracking_worst.png")
 
 
 if __name__ == "__main__":
