@@ -179,6 +179,26 @@ def test_embed_frame_respects_mask(aligner):
     assert not np.array_equal(out, wm.embed_frame(frame, faces[0], mask, frame_index=7 + 3 * watermark.BLOCK_FRAMES))
 
 
+def test_a_mask_of_a_box_marks_in_place_what_the_frame_mask_marks(aligner):
+    """Convert passes the paste's box mask and marks the frame in place (no full-frame mask or copy per
+    face): the same pixels as the full-frame mask, including a box reaching past the face and the frame."""
+    frame = skdata.astronaut()
+    pts = aligner.landmarks(frame)[0]
+    wm = watermark.Watermarker(FINGERPRINT)
+    rng = np.random.default_rng(3)
+    changed = []
+    for x0, y0, x1, y1 in ((150, 60, 260, 230), (0, 0, 512, 512), (200, 120, 230, 150), (400, 0, 512, 100)):
+        box = rng.random((y1 - y0, x1 - x0)).astype(np.float32)
+        full = np.zeros(frame.shape[:2], np.float32)
+        full[y0:y1, x0:x1] = box
+        expected = wm.embed_frame(frame, pts, full, 11)
+        target = frame.copy()
+        out = wm.embed_frame(target, pts, box, 11, mask_origin=(x0, y0), in_place=True)
+        assert out is target and np.array_equal(out, expected)
+        changed.append(not np.array_equal(expected, frame))
+    assert changed == [True, True, True, False]  # the last box is beside the face: nothing to mark
+
+
 def test_null_score_is_standardised():
     """No mark: whatever the host (static, drifting, noisy), z_k given the host is a
     Rademacher sum, so the score is ~(chi2_K - K)/sqrt(2K) and stays below SCORE_MIN."""

@@ -83,7 +83,8 @@ Public API
 ----------
 `payload_for(model_fingerprint) -> bytes` (2 bytes, from `payload.py`);
 `Watermarker(payload: bytes | str, strength=2.4)` with
-`.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None, frame_index) -> uint8`;
+`.embed_frame(frame uint8 HxWx3, landmarks (68,2), mask float HxW | None, frame_index, mask_origin=(0, 0),
+ in_place=False) -> uint8` (a mask of a box of the frame at `mask_origin`: no full-frame mask or copy a face);
 `patterns()`, `chips(block)`, `to_canonical_matrix`, `warp_luma_to_canonical`, `luma`: shared with
 `detect.py`.
 """
@@ -232,11 +233,13 @@ class Watermarker:
         return (self._u @ coef).reshape(CANON_PX, CANON_PX)
 
     def embed_frame(self, frame: np.ndarray, landmarks: np.ndarray, mask: np.ndarray | None,
-                    frame_index: int) -> np.ndarray:
+                    frame_index: int, mask_origin: tuple[int, int] = (0, 0), in_place: bool = False) -> np.ndarray:
         """Mark one face of frame `frame_index` (uint8 HxWx3 RGB, 68 landmarks in frame px).
 
         Only pixels with `mask` > 0 change (the mark is multiplied by the mask;
-        None = the inner-face window alone).  Returns a new array.
+        None = the inner-face window alone). `mask` covers the frame, or, with `mask_origin` (x, y),
+        a box of it whose top-left corner is there (zero outside it). Returns a new array, or `frame`
+        itself marked with `in_place`.
         """
         to_canon = to_canonical_matrix(landmarks)
         # work on the face's bounding box only: cost independent of frame size
@@ -245,7 +248,7 @@ class Watermarker:
         pad = 0.1 * (pts.max(0) - pts.min(0)).max()
         x0, y0 = np.floor(np.maximum(pts.min(0) - pad, 0)).astype(int)
         x1, y1 = np.ceil(np.minimum(pts.max(0) + pad, [w, h])).astype(int)
-        out = frame.copy()
+        out = frame if in_place else frame.copy()
         if x1 <= x0 or y1 <= y0:
             return out
         shifted = to_canon.copy()
@@ -254,9 +257,21 @@ class Watermarker:
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         if mask is not None:
-            delta *= np.asarray(mask, np.float32)[y0:y1, x0:x1]
+            delta *= _window(np.asarray(mask, np.float32), mask_origin, (x0, y0, x1, y1))
         out[y0:y1, x0:x1] = _add_luma(frame[y0:y1, x0:x1], delta)
         return out
+
+
+def _window(mask: np.ndarray, origin: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The frame box (x0, y0, x1, y1) of a mask whose top-left pixel sits at frame point ``origin``."""
+    x0, y0, x1, y1 = box
+    ox, oy = (int(v) for v in origin)
+    out = np.zeros((y1 - y0, x1 - x0), np.float32)
+    ix0, iy0 = max(x0, ox), max(y0, oy)
+    ix1, iy1 = min(x1, ox + mask.shape[1]), min(y1, oy + mask.shape[0])
+    if ix1 > ix0 and iy1 > iy0:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = mask[iy0 - oy:iy1 - oy, ix0 - ox:ix1 - ox]
+    return out
 
 
 def _add_luma(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:

@@ -63,8 +63,6 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
         return frame
     # Registered by the landmarks of the face as rendered (what verify will see), not of the face it
     # replaced: the new face's features sit elsewhere.
-    (x0, y0, x1, y1), roi_mask = pasted
-    full_mask = np.zeros(frame.shape[:2], np.float32)
-    full_mask[y0:y1, x0:x1] = roi_mask
+    (x0, y0, _, _), roi_mask = pasted
     rendered = landmarker.landmarks(frame, [bbox])[0][0]
-    return watermarker.embed_frame(frame, rendered, full_mask, index)
+    return watermarker.embed_frame(frame, rendered, roi_mask, index, mask_origin=(x0, y0), in_place=True)
