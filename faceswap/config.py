@@ -143,6 +143,8 @@ class ConvertConfig:
     smooth: bool = opt(True, "steady the face over time: smooth each face track's landmarks (looking ahead as "
                              "well as back, so no lag) and fill holes of up to 2 frames", flag="--no-smooth",
                        flag_help="place each face by its own frame's landmarks, as extracted (no smoothing, no filling)")
+    steady: int = opt(4, "steady the swapped face: average it with its next N frames' swaps wherever the footage's "
+                         "face did not change between them (0: off)", metavar="N")
     frames_out: str = opt("", "also write the swapped frames as PNG images under this URI", uri=True,
                           pixels=False)
     label: str = opt("", "visible label drawn on every frame (off when empty)", metavar="TEXT")

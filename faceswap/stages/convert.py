@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
 import tempfile
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,66 +99,85 @@ class ConvertShard:
         from faceswap.video.encode import SegmentWriter
 
         plan, s = self.plan, self.settings
+        # The steady face looks s.steady frames ahead: they are decoded and swapped, not written.
+        last = min(stop + max(0, s.steady), plan.frames)
         if s.smooth:  # neighbours beyond both ends decide the smoothing, so segments meet without a step
-            halo = frame_records(self.faces, plan.faceset_shards, max(0, start - HALO), stop + HALO)
-            records = smooth_records(halo, start, stop)
+            halo = frame_records(self.faces, plan.faceset_shards, max(0, start - HALO), last + HALO)
+            records = smooth_records(halo, start, last)
         else:
-            records = frame_records(self.faces, plan.faceset_shards, start, stop)
+            records = frame_records(self.faces, plan.faceset_shards, start, last)
         # Hands in front of the faces stay in front (extract found them); off with the rest of --no-occlusion.
         hands = frame_hands(self.faces, plan.faceset_shards, start, stop) if s.occlusion else {}
         key = plan.segment_key(shard)
-        swapped_frames = faces = 0
+        counts = [0, 0]  # swapped frames, faces
         with local_input(s.video) as video_path, tempfile.TemporaryDirectory(prefix="faceswap-seg-") as tmp:
             local_segment = os.path.join(tmp, f"{shard}{SEGMENT_EXT}")
             with SegmentWriter(local_segment, plan.width, plan.height, plan.fps, lossless=s.lossless,
                                crf=s.crf, threads=1) as writer:
                 pending: list[tuple[int, np.ndarray]] = []
+                swapped: deque = deque()  # (index, frame, [SwappedFace]) not yet rendered, in frame order
                 expected = start
-                for index, _, frame in iter_frames(video_path, start, stop):
+                for index, _, frame in iter_frames(video_path, start, last):
                     if index != expected:
                         raise InputError(f"{s.video}: decoder returned frame {index}, expected {expected}")
                     expected += 1
                     pending.append((index, frame))
                     if sum(len(records.get(i, ())) for i, _ in pending) >= FACE_BATCH or len(pending) >= 64:
-                        n_swapped, n_faces = self.render(pending, records, hands, writer)
-                        swapped_frames, faces, pending = swapped_frames + n_swapped, faces + n_faces, []
-                n_swapped, n_faces = self.render(pending, records, hands, writer)
-                swapped_frames, faces = swapped_frames + n_swapped, faces + n_faces
-                if expected != stop:
+                        swapped.extend(self.swap(pending, records))
+                        pending = []
+                        self.render(swapped, stop, hands, writer, counts, final=False)
+                if expected < stop:
                     raise InputError(f"{s.video}: decoded {expected - start} of {stop - start} frames of "
                                      f"shard {shard} (file truncated or corrupt)")
+                swapped.extend(self.swap(pending, records))
+                self.render(swapped, stop, hands, writer, counts, final=True)
             self.work.put_file(local_segment, key)
-        return {"swapped_frames": swapped_frames, "faces": faces}
+        return {"swapped_frames": counts[0], "faces": counts[1]}
 
-    def render(self, frames: list[tuple[int, np.ndarray]], records: dict, hands: dict, writer) -> tuple[int, int]:
-        """Swap every recorded face of ``frames`` (one model call), keeping ``hands`` (frame -> [(21, 2) points])
-        in front; write the frames in order."""
+    def swap(self, frames: list[tuple[int, np.ndarray]], records: dict) -> list[tuple[int, np.ndarray, list]]:
+        """Every recorded face of ``frames`` cropped and swapped (one model call): [(index, frame, [SwappedFace])]."""
         from faceswap.faces.align import warp_to_crop
-        from faceswap.render.face import render_face
 
-        if not frames:
-            return 0, 0
         s, size = self.settings, self.swapper.size
         jobs = []  # (frame position, landmarks, model-size matrix, original crop, bbox)
         for pos, (index, frame) in enumerate(frames):
             for landmarks, matrix, crop_size, bbox in records.get(index, ()):
                 m = np.asarray(matrix, np.float64).reshape(2, 3) * (size / crop_size)
                 jobs.append((pos, landmarks, m, warp_to_crop(frame, m, size), bbox))
+        out = [(index, frame, []) for index, frame in frames]
         if jobs:
             generated, masks, rebuilt = self.swapper.swap_and_rebuild(np.stack([j[3] for j in jobs]), s.direction,
                                                                       rebuild=s.occlusion)
-        swapped = set()
+            for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
+                out[pos][2].append(SwappedFace(landmarks, m, original, generated[k], bbox,
+                                               None if masks is None else masks[k],
+                                               None if rebuilt is None else rebuilt[k]))
+        return out
+
+    def render(self, swapped: deque, stop: int, hands: dict, writer, counts: list, final: bool) -> None:
+        """Paste the faces of every frame of ``swapped`` whose next ``steady`` frames are swapped too (all of
+        them when ``final``), keeping ``hands`` (frame -> [(21, 2) points]) in front; write the frames before
+        ``stop`` in order (those after it only lent their swaps); ``counts``: swapped frames and faces so far."""
+        from faceswap.render.face import render_face
+        from faceswap.render.steady import steady_face
+
+        s = self.settings
+        ahead = max(0, s.steady)
         outlines = self.swapper.outlines.get("b" if s.direction == "a2b" else "a")  # the new face's identity
-        for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
-            index, frame = frames[pos]
-            rendered = render_face(frame, generated[k], original, landmarks, m, None if masks is None else masks[k],
-                                   s, index, bbox, self.watermarker, self.landmarker,
-                                   rebuilt=None if rebuilt is None else rebuilt[k], hands=hands.get(index),
-                                   outlines=outlines)
-            if rendered is not None:
-                swapped.add(pos)
-                frames[pos] = (index, rendered)
-        for pos, (index, frame) in enumerate(frames):
+        while swapped and (final or swapped[-1][0] >= swapped[0][0] + ahead):
+            index, frame, faces = swapped.popleft()
+            if index >= stop:
+                continue
+            pasted = False
+            for face in faces:
+                generated = steady_face(face.generated, face.original, _ahead(face, index, swapped, ahead))
+                rendered = render_face(frame, generated, face.original, face.landmarks, face.matrix, face.mask,
+                                       s, index, face.bbox, self.watermarker, self.landmarker,
+                                       rebuilt=face.rebuilt, hands=hands.get(index), outlines=outlines)
+                if rendered is not None:
+                    pasted, frame = True, rendered
+            counts[0] += int(pasted)
+            counts[1] += len(faces)
             if s.label:
                 from faceswap.provenance.label import draw_label
 
@@ -165,7 +185,34 @@ class ConvertShard:
             if s.frames_out:
                 _write_frame_png(Store(s.frames_out), index, frame)
             writer.write(frame)
-        return len(swapped), len(jobs)
+
+
+def _ahead(face: "SwappedFace", index: int, swapped: deque, frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(swap, footage crop) of ``face`` (of frame ``index``) in each of the next ``frames`` frames of
+    ``swapped`` where it is found."""
+    from faceswap.render.steady import same_face
+
+    found = []
+    for i, _, others in itertools.islice(swapped, frames):
+        if i > index + frames:
+            break
+        j = same_face(face.landmarks, [o.landmarks for o in others])
+        if j is not None:
+            found.append((others[j].generated, others[j].original))
+    return found
+
+
+@dataclass
+class SwappedFace:
+    """One face of a frame through the model: what rendering it needs."""
+
+    landmarks: np.ndarray   # (68, 2) in frame pixels (smoothed)
+    matrix: np.ndarray      # (2, 3) frame -> model-size crop
+    original: np.ndarray    # the footage's crop (uint8 S x S x 3)
+    generated: np.ndarray   # its swap
+    bbox: np.ndarray
+    mask: np.ndarray | None     # the model's own mask, if it learns one
+    rebuilt: np.ndarray | None  # the crop through its own identity's decoder (occlusion), or None
 
 
 def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
