@@ -185,6 +185,9 @@ def test_augment_keeps_target_clean_and_aux_aligned():
     assert inp.shape == target.shape == x.shape and aux_out.shape == aux.shape
     assert torch.allclose(aux_out, target[:, :2], atol=1e-5)
     assert (inp - target).abs().mean() > 1e-3    # the input is warped, the target is not
+    inp, target, aux_out = augment(x, aux, cfg, gen, warp=False)  # the clean phase: moved alike, not warped
+    assert torch.equal(inp, target) and (target - x).abs().mean() > 1e-3
+    assert torch.allclose(aux_out, target[:, :2], atol=1e-5)
     cfg = dataclasses.replace(AugmentConfig(), rotation_deg=0, scale=0, shift=0, flip=0, warp=0,
                               brightness=0, contrast=0, saturation=0)
     inp, target, _ = augment(x, None, cfg, gen)

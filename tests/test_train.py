@@ -69,7 +69,7 @@ def test_two_workers_on_s3(ray_local, s3_store):
 @pytest.mark.parametrize("where, workers", [("local", 1), ("s3", 2)])
 def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path, request, where, workers):
     """Kill the `faceswap train` driver after its first checkpoint, rerun: the step counter continues, and so
-    do the adversarial phase's discriminators and their optimiser. Also with two DDP workers and the model
+    do the adversarial phase's discriminators and their optimiser, and the clean phase begins where it should. Also with two DDP workers and the model
     folder on SeaweedFS through s3://."""
     import torch
 
@@ -77,7 +77,7 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     a, b = local_facesets
     args = ["train", "--a", a, "--b", b, "--out", out.uri, "--steps", "40", "--batch-size", "4",
             "--checkpoint-every", "10", "--preview-every", "5", "--workers", str(workers),
-            "--gan-weight", "0.1", "--gan-start", "0"]
+            "--gan-weight", "0.1", "--gan-start", "0", "--warp-until", "0.5"]
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen([sys.executable, "-m", "faceswap.cli", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -94,7 +94,7 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     assert killed_at < 40 and not out.exists(MODEL_KEY)
 
     cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5,
-                      workers=workers, gan_weight=0.1, gan_start=0.0)
+                      workers=workers, gan_weight=0.1, gan_start=0.0, warp_until=0.5)
     summary = run_train(cfg, progress=False)
     assert summary["start_step"] >= killed_at >= 10 and summary["workers"] == workers, summary
     assert summary["resumed_from"].endswith("checkpoint.pt")
@@ -103,6 +103,8 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     # Every metrics step once, in order: nothing restarted at 0, nothing from the killed run kept twice.
     assert steps == list(range(5, 41, 5)), steps
     assert all(m["gan_g"] > 0 and m["gan_d"] > 0 for m in lines)
+    # Warped inputs for the first half of the 40 steps, the clean phase after it, on either side of the kill.
+    assert [m["warp"] for m in lines] == [True] * 4 + [False] * 4
     assert max(checkpoint_steps(out)) == 40 and out.exists(MODEL_KEY)
     # The discriminators' optimiser counted every step from 0, across the kill: it was resumed, not restarted.
     state = _checkpoint(out, 40)

@@ -68,8 +68,9 @@ def _jitter(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
 
 
 def augment(images: torch.Tensor, aux: torch.Tensor | None, cfg: AugmentConfig,
-            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """images (B, 3, S, S) float [0,1], aux (B, K, S, S) | None -> (input, target, aux)."""
+            gen: torch.Generator, warp: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """images (B, 3, S, S) float [0,1], aux (B, K, S, S) | None -> (input, target, aux). Without ``warp``
+    (the clean phase at the end of a run) the input is the target itself."""
     b, _, s, _ = images.shape
     theta = _affine(b, cfg, gen, images.device)
     grid = F.affine_grid(theta, (b, 1, s, s), align_corners=False)                 # (B, S, S, 2)
@@ -77,6 +78,8 @@ def augment(images: torch.Tensor, aux: torch.Tensor | None, cfg: AugmentConfig,
     moved = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     target, aux = moved[:, :3], (None if aux is None else moved[:, 3:])
     target = _jitter(target, cfg, gen)
-    warp = _warp_grid(b, s, cfg, gen, images.device)
-    inp = F.grid_sample(target, warp, mode="bilinear", padding_mode="reflection", align_corners=False)
+    if not warp:
+        return target, target, aux
+    field = _warp_grid(b, s, cfg, gen, images.device)
+    inp = F.grid_sample(target, field, mode="bilinear", padding_mode="reflection", align_corners=False)
     return inp, target, aux

@@ -73,6 +73,8 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
                           f"(got {cfg.gan_weight:g} and {cfg.gan_start:g})")
     if not 0.0 <= cfg.background_weight <= 1.0 or cfg.eye_mouth_weight < 0:
         raise ConfigError("--background-weight is in [0, 1] and --eye-mouth-weight is not negative")
+    if not 0.0 <= cfg.warp_until <= 1.0:
+        raise ConfigError(f"--warp-until is a share of the run in [0, 1], not {cfg.warp_until:g}")
     if not 0.0 <= cfg.pose_balance <= 1.0:
         raise ConfigError(f"--pose-balance is in [0, 1], not {cfg.pose_balance:g}")
     mcfg = preset(device_preset(cfg.preset, cfg.gpu))
@@ -139,13 +141,13 @@ class Stepper:
         mask_pred = out[:, 3:4] if out.shape[1] == 4 else None
         return reconstruction_loss(out[:, :3], target, weight, mask_pred, aux[:, 0:1])
 
-    def step(self, a, b, lr: float, adversarial: bool = False) -> tuple[float, float]:
-        """One step; ``adversarial``: in the GAN phase (needs an adversary). Returns both reconstruction
-        losses."""
+    def step(self, a, b, lr: float, adversarial: bool = False, warp: bool = True) -> tuple[float, float]:
+        """One step; ``adversarial``: in the GAN phase (needs an adversary); without ``warp``: in the clean
+        phase (inputs not randomly warped). Returns both reconstruction losses."""
         for group in self.opt.param_groups:
             group["lr"] = lr
-        inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen)
-        inp_b, tgt_b, aux_b = augment(*b, self.aug, self.gen)
+        inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen, warp)
+        inp_b, tgt_b, aux_b = augment(*b, self.aug, self.gen, warp)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
         loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
@@ -378,7 +380,8 @@ def train_loop(config: dict) -> None:
             b = stepper.to_tensors(*stream_b.next_batch(batch))
             wait_window += time.perf_counter() - t0
             adversarial = adversary is not None and budget.progress >= cfg.gan_start
-            loss_window.append(stepper.step(a, b, lr, adversarial))
+            warping = budget.progress < cfg.warp_until
+            loss_window.append(stepper.step(a, b, lr, adversarial, warp=warping))
             if adversarial:
                 gan_window.append(stepper.last_gan)
             if ema is not None:
@@ -393,7 +396,7 @@ def train_loop(config: dict) -> None:
                 last = {"step": step, "loss_a": round(float(la), 5), "loss_b": round(float(lb), 5),
                         "samples_per_s": round(samples_per_step * len(loss_window) / dt, 2),
                         "data_wait_share": round(wait_window / dt, 4), "lr": lr,
-                        "elapsed_s": round(budget.elapsed_s(), 1)}
+                        "elapsed_s": round(budget.elapsed_s(), 1), "warp": warping}
                 if gan_window:  # the adversarial phase: the generator's and the discriminators' losses
                     gan_g, gan_d = np.mean(gan_window, axis=0)
                     last.update(gan_g=round(float(gan_g), 5), gan_d=round(float(gan_d), 5))
@@ -402,7 +405,8 @@ def train_loop(config: dict) -> None:
                     if config["progress"]:
                         _say(f"train: step {step}/{shown_total} loss A {la:.4f} B {lb:.4f} "
                              f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%"
-                             + (f", GAN G {last['gan_g']:.3f} D {last['gan_d']:.3f}" if "gan_g" in last else ""))
+                             + (f", GAN G {last['gan_g']:.3f} D {last['gan_d']:.3f}" if "gan_g" in last else "")
+                             + ("" if warping else ", clean phase (inputs not warped)"))
                 t_window, wait_window, loss_window, gan_window = time.perf_counter(), 0.0, [], []
 
         if step > start_step:
@@ -414,7 +418,7 @@ def train_loop(config: dict) -> None:
                        "batch_size": batch, "workers": world, "lr": base_lr,
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
-                       "gan_weight": cfg.gan_weight, "pose_balance": cfg.pose_balance,
+                       "gan_weight": cfg.gan_weight, "warp_until": cfg.warp_until, "pose_balance": cfg.pose_balance,
                        "rarest_gain_a": round(stream_a.rarest_gain, 2), "rarest_gain_b": round(stream_b.rarest_gain, 2),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
