@@ -33,16 +33,16 @@ def blurred(crop: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigma)
 
 
-def steady_face(generated: np.ndarray, original: np.ndarray, ahead: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """``generated`` (uint8 SxSx3, the swap of ``original``, the footage's crop) averaged with the swaps in
-    ``ahead`` ([(swap, footage crop)] of the same face in the next frames) where the footage is unchanged."""
+def steady_face(generated: np.ndarray, footage: np.ndarray, ahead: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``generated`` (uint8 SxSx3, the swap of the footage's crop whose ``blurred`` view is ``footage``)
+    averaged with the swaps in ``ahead`` ([(swap, blurred footage crop)] of the same face in the next frames)
+    where the footage is unchanged. Each crop is blurred once (convert keeps the view with its swap)."""
     if not ahead:
         return generated
-    reference = blurred(original)
     total = generated.astype(np.float32)
     weights = np.ones(generated.shape[:2], np.float32)
-    for swap, footage in ahead:
-        change = np.abs(blurred(footage) - reference).mean(axis=2)
+    for swap, later in ahead:
+        change = np.abs(later - footage).mean(axis=2)
         weight = np.exp(-np.square(change / TOLERANCE))
         total += weight[..., None] * swap.astype(np.float32)
         weights += weight

@@ -137,6 +137,7 @@ class ConvertShard:
     def swap(self, frames: list[tuple[int, np.ndarray]], records: dict) -> list[tuple[int, np.ndarray, list]]:
         """Every recorded face of ``frames`` cropped and swapped (one model call): [(index, frame, [SwappedFace])]."""
         from faceswap.faces.align import warp_to_crop
+        from faceswap.render.steady import blurred
 
         s, size = self.settings, self.swapper.size
         jobs = []  # (frame position, landmarks, model-size matrix, original crop, bbox)
@@ -151,7 +152,8 @@ class ConvertShard:
             for k, (pos, landmarks, m, original, bbox) in enumerate(jobs):
                 out[pos][2].append(SwappedFace(landmarks, m, original, generated[k], bbox,
                                                None if masks is None else masks[k],
-                                               None if rebuilt is None else rebuilt[k]))
+                                               None if rebuilt is None else rebuilt[k],
+                                               blurred(original) if s.steady > 0 else None))
         return out
 
     def render(self, swapped: deque, stop: int, hands: dict, writer, counts: list, final: bool) -> None:
@@ -170,7 +172,7 @@ class ConvertShard:
                 continue
             pasted = False
             for face in faces:
-                generated = steady_face(face.generated, face.original, _ahead(face, index, swapped, ahead))
+                generated = steady_face(face.generated, face.footage_blurred, _ahead(face, index, swapped, ahead))
                 rendered = render_face(frame, generated, face.original, face.landmarks, face.matrix, face.mask,
                                        s, index, face.bbox, self.watermarker, self.landmarker,
                                        rebuilt=face.rebuilt, hands=hands.get(index), outlines=outlines)
@@ -188,7 +190,7 @@ class ConvertShard:
 
 
 def _ahead(face: "SwappedFace", index: int, swapped: deque, frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(swap, footage crop) of ``face`` (of frame ``index``) in each of the next ``frames`` frames of
+    """(swap, blurred footage crop) of ``face`` (of frame ``index``) in each of the next ``frames`` frames of
     ``swapped`` where it is found."""
     from faceswap.render.steady import same_face
 
@@ -198,7 +200,7 @@ def _ahead(face: "SwappedFace", index: int, swapped: deque, frames: int) -> list
             break
         j = same_face(face.landmarks, [o.landmarks for o in others])
         if j is not None:
-            found.append((others[j].generated, others[j].original))
+            found.append((others[j].generated, others[j].footage_blurred))
     return found
 
 
@@ -213,6 +215,7 @@ class SwappedFace:
     bbox: np.ndarray
     mask: np.ndarray | None     # the model's own mask, if it learns one
     rebuilt: np.ndarray | None  # the crop through its own identity's decoder (occlusion), or None
+    footage_blurred: np.ndarray | None  # steady.blurred(original), what the steady face compares (None: off)
 
 
 def _write_frame_png(store: Store, index: int, frame: np.ndarray) -> None:
