@@ -51,7 +51,11 @@ def steady_face(generated: np.ndarray, footage: np.ndarray, ahead: list[tuple[np
 
 def same_face(landmarks: np.ndarray, candidates: list[np.ndarray]) -> int | None:
     """Index of the face in ``candidates`` (landmarks (68, 2) each) that is ``landmarks``' face in a nearby
-    frame: the nearest by centre, within MATCH_SHARE of the face's width; None when none is."""
+    frame: the nearest by centre, within MATCH_SHARE of the face's width; None when none is.
+
+    Deliberately not ``faces.smoothing.link_tracks``: that links greedily from a range's first frame, so
+    where faces cross, its answer for a frame can depend on where the range began; this match looks at the
+    two frames alone, so a film's steady faces are the same however convert cuts it into segments."""
     pts = np.asarray(landmarks, np.float64).reshape(68, 2)
     centre, width = pts.mean(0), float(np.ptp(pts[:, 0]))
     best, best_d = None, MATCH_SHARE * max(width, 1.0)
