@@ -107,9 +107,9 @@ class TrainConfig:
                                  "against real ones (DeepFaceLab's GAN power; 0: off)")
     gan_start: float = opt(0.5, "share of the run (of --steps, or of --minutes) after which the adversarial phase "
                                 "begins, when --gan-weight is set")
-    warp_until: float = opt(1.0, "share of the run (of --steps, or of --minutes) after which the inputs are no "
-                                 "longer randomly warped: a clean phase to end the run, as DeepFaceLab users turn "
-                                 "random warp off to sharpen a trained model (1: warp to the end)")
+    warp_until: float = opt(0.75, "share of the run (of --steps, or of --minutes) after which the inputs are no "
+                                  "longer randomly warped: a clean phase to end the run, as DeepFaceLab users turn "
+                                  "random warp off at the end (1: warp to the end)")
     flip: float = opt(0.5, "probability of a mirrored training sample: it lets a decoder draw turns of the "
                            "head it saw only mirrored, but when both face sets hold few poses it leaves the "
                            "swapped head's turn ambiguous (0: off)")

@@ -55,6 +55,8 @@ def test_two_workers_on_s3(ray_local, s3_store):
     assert [m["step"] for m in lines] == [3, 6]
     assert {"step", "loss_a", "loss_b", "samples_per_s", "data_wait_share"} <= set(lines[0])
     assert all(m["samples_per_s"] > 0 and 0 <= m["data_wait_share"] <= 1 for m in lines)
+    # By default the last quarter of the run is the clean phase: step 6 of 6 trained on unwarped inputs.
+    assert summary["warp_until"] == 0.75 and [m["warp"] for m in lines] == [True, False]
     assert any("tfevents" in k for k in out.list("tensorboard"))
     config = out.read_json("model/config.json")
     assert config["fingerprint"] == fingerprint(out.read_bytes(MODEL_KEY)) == summary["fingerprint"]
