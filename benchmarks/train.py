@@ -74,8 +74,9 @@ def ray_loop(a: str, b: str, preset_name: str, steps: int, batch: int, out: str)
     from faceswap.stages.train import run_train
 
     window = max(10, steps // 3)
+    # Warped to the end, as the bare loop is: the default clean phase's unwarped steps cost less.
     cfg = TrainConfig(a=a, b=b, out=out, preset=preset_name, steps=window * 3, batch_size=batch, workers=1,
-                      checkpoint_every=10 ** 9, preview_every=window)
+                      checkpoint_every=10 ** 9, preview_every=window, warp_until=1.0)
     run_train(cfg, progress=False)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         lines = [json.loads(s) for s in f if s.strip()][1:]          # drop the warm-up window
