@@ -18,14 +18,16 @@ from faceswap.storage import Store
 SIZE = 128
 
 
-def _face(turn: float = 0.0, width: float = 1.0) -> np.ndarray:
+def _face(turn: float = 0.0, width: float = 1.0, brow_turn: float = 0.0) -> np.ndarray:
     """The mean face in crop units (0..1), its jaw ``width`` times as wide; ``turn`` moves the right cheek
-    outward (a head turned so that cheek shows more)."""
+    outward (a head turned so that cheek shows more), ``brow_turn`` the right brow."""
     pts = MEAN_FACE_68 * 0.7 + 0.15
     mid = pts[27:31, 0].mean()
     pts[:17, 0] = mid + (pts[:17, 0] - mid) * width
     right = pts[:17, 0] > mid
     pts[:17, 0][right] += turn * (pts[:17, 0][right] - mid)
+    brow = pts[17:27, 0] > mid
+    pts[17:27, 0][brow] += brow_turn * (pts[17:27, 0][brow] - mid)
     return pts
 
 
@@ -34,10 +36,10 @@ def _outlines(n: int = 20, **kw) -> np.ndarray:
     return np.stack([_face(**kw) + rng.normal(0, 0.003, (68, 2)) for _ in range(n)]).astype(np.float32)
 
 
-def _render(outlines):
+def _render(outlines, brow_turn: float = 0.0):
     """A turned footage face (dark skin, grey background) replaced by a frontal new face painted over a white
     background, as a decoder trained on a person filmed from the front in front of a white wall paints."""
-    footage = _face(turn=0.45) * SIZE
+    footage = _face(turn=0.45, brow_turn=brow_turn) * SIZE
     frame = np.full((SIZE, SIZE, 3), 60, np.uint8)
     frame[hull_mask(footage, (SIZE, SIZE)) > 0.5] = (120, 80, 60)
     generated = np.full((SIZE, SIZE, 3), 250, np.uint8)
@@ -62,6 +64,21 @@ def test_a_cheek_turned_past_the_learned_face_keeps_the_footage():
     # Inside the face both paste the new face alike.
     inner = hull_mask(_face(width=0.7) * SIZE, (SIZE, SIZE)) > 0.5
     assert np.abs(cut[inner].astype(int) - whole[inner].astype(int)).mean() < 1.0
+
+
+def test_a_brow_turned_past_the_learned_face_does_not_carry_the_paste_out_with_it():
+    """On a turned head the brow's outer end reaches out as far as the cheek: the hull from it down to the
+    jaw must not bring the new face's background back in at the eye's height."""
+    frame, cut, footage = _render(_outlines(), brow_turn=0.6)
+    _, whole, _ = _render(None, brow_turn=0.6)
+    past = (hull_mask(footage, (SIZE, SIZE)) > 0.5) & (hull_mask(_face(width=1.1) * SIZE, (SIZE, SIZE)) < 0.5)
+    past[:, : SIZE // 2] = False
+    upper = past.copy()
+    upper[int(footage[36:48, 1].mean()):] = False  # from the brows down to the eyes
+    assert upper.sum() > 20
+    bright = lambda img: float(img[upper].astype(float).mean())  # noqa: E731
+    assert bright(whole) > bright(frame) + 25, "without the reach the white background is pasted by the brow"
+    assert abs(bright(cut) - bright(frame)) < 8, "with it the footage stays there"
 
 
 def test_a_new_face_as_wide_as_the_footage_is_not_cut():

@@ -5,6 +5,7 @@
       -> the NEAREST outlines in shape (pose and expression)
       -> each cheek point of the footage's jaw kept no further from the face's midline than those outlines'
          (less CHEEK_INSET of the crop): the chin, the brows and everything inside are the footage's
+      -> each brow's outer end no further out than the (cut) temple below it
       -> the hull of those points, feathered: (S, S) in [0, 1], multiplied into the paste mask
 
 Why: a decoder paints, around the face it learned, whatever surrounded that face in its training crops.
@@ -27,6 +28,7 @@ FEATHER = 0.03
 CHEEKS = np.r_[0:6, 11:17]  # the jaw from each ear down to below the mouth's corners: not the chin
 MIDLINE = slice(27, 31)  # the nose bridge
 BROWS = slice(17, 27)
+TEMPLE_RIGHT, TEMPLE_LEFT = [0, 1, 2], [14, 15, 16]  # the jaw's top points, at the eyes' height
 CHIN = slice(5, 12)
 
 
@@ -41,8 +43,8 @@ def outlines_of(landmarks: list[np.ndarray], crop_size: int) -> np.ndarray:
 
 def reach_points(points: np.ndarray, outlines: np.ndarray) -> np.ndarray:
     """The footage's (68, 2) points (crop units) with each cheek point of the jaw pulled in to at most the NEAREST
-    outlines' distance from the midline less CHEEK_INSET, and the brows and chin moved out by FEATHER
-    (there the footage's own hull and feather decide)."""
+    outlines' distance from the midline less CHEEK_INSET, each brow's outer end to at most its temple's, and the
+    brows and chin moved out by FEATHER (there the footage's own hull and feather decide)."""
     pts = np.asarray(points, np.float64).reshape(68, 2)
     out = np.asarray(outlines, np.float64).reshape(-1, 68, 2)
     nearest = out[np.argsort(((out - pts) ** 2).sum((1, 2)))[:NEAREST]].mean(0)
@@ -51,6 +53,13 @@ def reach_points(points: np.ndarray, outlines: np.ndarray) -> np.ndarray:
     learned = np.maximum(np.abs(nearest[CHEEKS, 0] - nearest[MIDLINE, 0].mean()) - CHEEK_INSET, 0.0)
     cut = pts.copy()
     cut[CHEEKS, 0] = mid + np.sign(side) * np.minimum(np.abs(side), learned)
+    # On a turned head the far brow's outer end reaches as far out as the cheek: the hull from it down to the
+    # jaw's top would carry the paste past a cut cheek, at the eye's height (the bright line stayed there).
+    for temple in (TEMPLE_RIGHT, TEMPLE_LEFT):
+        limit = np.abs(cut[temple, 0] - mid).max()
+        brows = (np.sign(cut[BROWS, 0] - mid) == np.sign(cut[temple, 0].mean() - mid)) & \
+            (np.abs(cut[BROWS, 0] - mid) > limit)
+        cut[BROWS, 0][brows] = mid + np.sign(cut[BROWS, 0][brows] - mid) * limit
     cut[BROWS, 1] -= FEATHER
     cut[CHIN, 1] += FEATHER
     return cut
