@@ -96,6 +96,9 @@ class TrainConfig:
     pose_balance: float = opt(0.5, "draw rare head poses and expressions (turns, nods, eyes shut, mouth open) more "
                                    "often: 1 draws every pose bin equally often, 0.5 gives a bin a share that goes "
                                    "as the square root of its faces (0: every face alike, as before 2026-12-03)")
+    hand_mask: bool = opt(True, "leave the hands extract found over a face out of the loss (and out of a learned "
+                                "mask): the decoders learn faces, not the fingers in front of them",
+                          flag="--no-hand-mask", flag_help="learn every pixel of the crops, hands over the face included")
     background_weight: float = opt(1.0, "loss weight of pixels outside the face hull, which convert never pastes "
                                         "(1: every pixel alike; 0.1 is DeepFaceLab-style masked training)")
     ema: float = opt(0.0, "decay of a weight average used for previews and the exported model, e.g. 0.998 "

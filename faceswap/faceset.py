@@ -84,11 +84,12 @@ def write_manifest(store: Store, settings: dict, inputs: list[dict], shards: lis
 
 @dataclass(frozen=True)
 class FaceRecord:
-    """One training sample: a crop and its landmarks in crop pixels."""
+    """One training sample: a crop, its landmarks and the hands extract found near it, in crop pixels."""
 
     crop: str                  # key relative to the face set root
     landmarks: np.ndarray      # (68, 2) float32, crop pixels at ``size``
     size: int                  # side of the stored crop, px
+    hands: tuple = ()          # (21, 2) float32 points of each hand of the face's frame, crop pixels at ``size``
 
 
 @dataclass(frozen=True)
@@ -219,14 +220,21 @@ class FaceSet:
         """Every checked record of the set, shard by shard."""
         return [row for entry in self.shards() for row in read_alignments(self.store, entry["id"])]
 
-    def training_records(self) -> tuple[list[FaceRecord], FaceSetInfo]:
-        """The faces as training samples (landmarks in crop pixels), and the set's crop size and centering."""
+    def training_records(self, hands: bool = True) -> tuple[list[FaceRecord], FaceSetInfo]:
+        """The faces as training samples (landmarks and, with ``hands``, the hands of their frames, in crop
+        pixels), and the set's crop size and centering."""
+        from faceswap.faces.align import transform_points
+
         records, sizes = [], set()
-        for row in self.records():
-            pts = np.asarray(row["landmarks"], np.float64).reshape(68, 2)
-            m = np.asarray(row["matrix"], np.float64).reshape(2, 3)
-            records.append(FaceRecord(row["crop"], (pts @ m[:, :2].T + m[:, 2]).astype(np.float32), int(row["size"])))
-            sizes.add(int(row["size"]))
+        for entry in self.shards():
+            whole = {"id": entry["id"], "start": 0, "stop": 1 << 62}  # image shards name no frame range
+            found = frame_hands(self.store, [whole], 0, 1 << 62) if hands else {}
+            for row in read_alignments(self.store, entry["id"]):
+                m = np.asarray(row["matrix"], np.float64).reshape(2, 3)
+                in_crop = [transform_points(p, m).astype(np.float32)
+                           for p in [np.reshape(row["landmarks"], (68, 2)), *found.get(int(row["frame"]), ())]]
+                records.append(FaceRecord(row["crop"], in_crop[0], int(row["size"]), tuple(in_crop[1:])))
+                sizes.add(int(row["size"]))
         if not records:
             raise InputError(f"{self.uri}: the face set has no faces")
         if len(sizes) > 1:

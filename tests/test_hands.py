@@ -66,6 +66,17 @@ def test_extract_finds_her_hand_where_it_covers_her_face_and_no_hand_elsewhere(r
     assert len(covered) >= 0.98 * 151, f"her hand found on {len(covered)} of 151 frames"
     stray = sorted(i for i in hands if hands[i] and not 50 <= i < 236)
     assert not stray, f"hands found where there are none: frames {stray[:10]}"
+    # Training leaves her hand out of the loss: each sample of a frame with a hand carries it, in the crop.
+    from faceswap.faceset import FaceSet
+    from faceswap.model.dataset import decode_sample
+
+    faceset = FaceSet(woman)
+    records, _ = faceset.training_records()
+    with_hand = [r for r in records if r.hands]
+    assert len(with_hand) == sum(1 for i in hands if hands[i])
+    covered = [decode_sample(faceset.store, r, 64)[1] for r in with_hand[40:120:10]]
+    assert all(((m[..., 2] > 127) & (m[..., 0] > 0)).sum() > 0.1 * (m[..., 0] > 0).sum() for m in covered)
+    assert not any(r.hands for r in faceset.training_records(hands=False)[0])
     run_extract(ExtractConfig(inputs=[real_clips["face_noface.mov"]], out=man), progress=False)
     assert not any(_hands_per_frame(man).values())
 
@@ -128,8 +139,8 @@ def _write_clip(src: str, out: str) -> dict[int, np.ndarray]:
 
 
 def test_her_hand_moving_across_her_face_stays_in_front_of_the_new_face(ray_local, real_clips, tmp_path):
-    """A real hand the model has learned as part of her face (it is in every frame of her face set), so the
-    rebuild test of render/occlusion.py cannot tell it from her: the hand model does."""
+    """A real hand in every frame of her face set: training leaves it out of the loss (the hands extract
+    found), and convert keeps it in front of the new face, where the hand model finds it."""
     from faceswap.config import ConvertConfig, ExtractConfig, TrainConfig
     from faceswap.faces.masks import hull_mask
     from faceswap.stages.convert import run_convert

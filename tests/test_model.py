@@ -242,7 +242,7 @@ def test_stream_yields_resized_samples_and_disjoint_shards(facesets):
     try:
         images, maps = streams[0].next_batch(5)
         assert images.shape == (5, 64, 64, 3) and images.dtype == np.uint8
-        assert maps.shape == (5, 64, 64, 2) and maps[..., 0].mean() > 50   # face hull covers much of the crop
+        assert maps.shape == (5, 64, 64, 3) and maps[..., 0].mean() > 50   # face hull covers much of the crop
         orders = [set(s._order(0)) for s in streams]
         assert not orders[0] & orders[1] and len(orders[0] | orders[1]) == 12
     finally:
@@ -261,7 +261,7 @@ def test_a_balanced_stream_splits_one_weighted_epoch_between_workers(facesets):
             assert len(drawn) == 12 and sorted(halves[0]._order(epoch) + halves[1]._order(epoch)) == sorted(drawn)
         assert full._order(1) != full._order(2) and full.rarest_gain >= 1.0
         images, maps = halves[1].next_batch(3)
-        assert images.shape == (3, 64, 64, 3) and maps.shape == (3, 64, 64, 2)
+        assert images.shape == (3, 64, 64, 3) and maps.shape == (3, 64, 64, 3)
     finally:
         for stream in [full, *halves]:
             stream.close()

@@ -14,7 +14,7 @@ import torch
 from faceswap.faces.align import MEAN_FACE_68
 from faceswap.model.balance import draw_weights, state_bins
 from faceswap.model.ema import WeightAverage
-from faceswap.model.losses import pixel_weights
+from faceswap.model.losses import pixel_weights, reconstruction_loss, visible_face
 from faceswap.model.schedule import FLOOR, lr_at
 
 
@@ -89,6 +89,25 @@ def test_pixel_weights_favour_the_face_and_its_eyes_and_mouth():
     assert w[0, 0, 2, 2] == pytest.approx(1.0)          # face
     assert w[0, 0, 3, 3] == pytest.approx(3.0)          # eye: 1 + 2
     assert torch.equal(pixel_weights(aux, 2.0, 1.0)[0, 0, 0, 0], torch.tensor(1.0))
+
+
+def test_a_hand_over_the_face_is_not_learned():
+    """Where extract found a hand over the face, the decoder is not asked to paint it: the loss does not
+    depend on what it paints there (past the SSIM window's reach), everywhere else it does; a learned
+    mask's target is the face less the hand."""
+    gen = torch.Generator().manual_seed(0)
+    aux = torch.zeros(2, 3, 64, 64)
+    aux[:, 0, 8:56, 8:56] = 1.0            # the face hull
+    aux[0, 2, 20:52, 16:48] = 1.0          # a hand over the first face's mouth and nose; none on the second
+    assert pixel_weights(aux[1:], 0.0, 1.0) is None  # no hand in the batch: the uniform loss, as before
+    target = torch.rand(2, 3, 64, 64, generator=gen)
+    pred = torch.rand(2, 3, 64, 64, generator=gen).requires_grad_()
+    reconstruction_loss(pred, target, pixel_weights(aux, 0.0, 1.0)).backward()
+    grad = pred.grad.abs().sum(1)
+    assert grad[0, 26:46, 22:42].max() == 0.0       # the hand's inside: nothing to learn
+    assert (grad[0, 8:18, 8:56] > 0).all() and (grad[1, 26:46, 22:42] > 0).all()  # the face around it, the other face
+    face = visible_face(aux)
+    assert face[0, 0, 30, 30] == 0.0 and face[0, 0, 10, 10] == 1.0 and face[1, 0, 30, 30] == 1.0
 
 
 def _adversary(size: int = 64, weight: float = 0.1, lr: float = 1e-3):

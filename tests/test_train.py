@@ -57,6 +57,7 @@ def test_two_workers_on_s3(ray_local, s3_store):
     assert all(m["samples_per_s"] > 0 and 0 <= m["data_wait_share"] <= 1 for m in lines)
     # By default the last quarter of the run is the clean phase: step 6 of 6 trained on unwarped inputs.
     assert summary["warp_until"] == 0.75 and [m["warp"] for m in lines] == [True, False]
+    assert summary["hand_mask"] is True and summary["hand_faces_a"] == summary["hand_faces_b"] == 0  # no hands here
     assert any("tfevents" in k for k in out.list("tensorboard"))
     config = out.read_json("model/config.json")
     assert config["fingerprint"] == fingerprint(out.read_bytes(MODEL_KEY)) == summary["fingerprint"]

@@ -1,4 +1,5 @@
-"""Hands in front of faces: found by extract, kept in front of the swapped face by convert.
+"""Hands in front of faces: found by extract, left out of what train learns, kept in front of the swapped face
+by convert.
 
     hand models: MediaPipe 0.10.14's palm detector and 21-point hand landmarker (Apache 2.0), taken out of
     its PyPI wheel at run time (wheelfiles.py, pinned sha256; mediapipe itself is never installed), run by
@@ -11,12 +12,15 @@
       -> hands/<shard>.parquet: the 21 points of each hand near a face, per frame (faceset.py)
     convert: hand_mask(points) = palm polygon + a capsule per finger bone + the wrist, grown by a margin;
       the blend keeps the footage there (render/paste.py) and colour statistics leave it out (render/face.py)
+    train: the same hand_mask, in each face's crop, weighs nothing in the loss (model/losses.py)
 
 Why a hand model: a hand is the occluder people complain about most, and it is skin. The rebuild test of
 render/occlusion.py cannot see it when the hand is often on the face (the model learns it as part of the
 person, as it did on the real-footage benchmark's woman), and a segmentation network learned from two
 identities calls "face" whatever those two people look like. A hand landmarker trained on many hands knows
 a hand from a cheek; it ships in a package, which is where this project may take weights from.
+Train uses the same hands: their pixels count for nothing in the loss (model/losses.py), so neither decoder
+learns the fingers as part of a face and paints them onto the other person's.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from faceswap.model.losses import landmark_maps
 from faceswap.storage import Store
 
 def decode_sample(store: Store, record: FaceRecord, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """-> image uint8 (size, size, 3) RGB, maps uint8 (size, size, 2) (hull mask, eye/mouth)."""
+    """-> image uint8 (size, size, 3) RGB, maps uint8 (size, size, 3) (hull mask, eye/mouth, hands)."""
     data = store.read_bytes(record.crop)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -40,21 +40,24 @@ def decode_sample(store: Store, record: FaceRecord, size: int) -> tuple[np.ndarr
     if bgr.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR
         bgr = cv2.resize(bgr, (size, size), interpolation=interp)
-    pts = record.landmarks * (size / record.size)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), landmark_maps(pts, size)
+    scale = size / record.size
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), landmark_maps(record.landmarks * scale, size,
+                                                               [h * scale for h in record.hands])
 
 
 class FaceStream:
     """An endless, shuffled stream of samples for one worker.
 
-    ``next_batch(n)`` -> (images uint8 (n, S, S, 3), maps uint8 (n, S, S, 2)).
+    ``next_batch(n)`` -> (images uint8 (n, S, S, 3), maps uint8 (n, S, S, 3)).
     ``wait_s`` accumulates the time spent blocked on decoding.
     """
 
     def __init__(self, uri: str, size: int, rank: int = 0, world: int = 1, seed: int = 0,
-                 buffer: int = 256, threads: int = 2, cache_mb: int = 256, balance: float = 0.0):
+                 buffer: int = 256, threads: int = 2, cache_mb: int = 256, balance: float = 0.0,
+                 hands: bool = True):
         self.store = Store(uri)
-        self.records, self.info = FaceSet(uri).training_records()
+        self.records, self.info = FaceSet(uri).training_records(hands)
+        self.hand_faces = sum(1 for r in self.records if r.hands)  # faces with a hand in their frame
         # Rare poses and expressions drawn more often (model.balance); None: every face alike.
         self._weights = draw_weights([r.landmarks for r in self.records], balance) if balance > 0 else None
         # How many times more often than in a uniform draw the rarest face is drawn.

@@ -1,11 +1,13 @@
 """Reconstruction losses: SSIM + L1 per pixel, weighted to the face, optional mask loss.
 
-    loss = mean_w( L1(pred, target) + (1 - SSIM(pred, target)) / 2 ) + mask_weight * L1(mask, hull)
+    loss = mean_w( L1(pred, target) + (1 - SSIM(pred, target)) / 2 ) + mask_weight * L1(mask, hull - hands)
 
-``w`` (``pixel_weights``) = (background + (1 - background) * face hull) * (1 + eye_mouth_weight * eyes/mouth):
-convert pastes only the face, so hair, neck and background get a small share of the model's
+``w`` (``pixel_weights``) = (background + (1 - background) * face hull) * (1 + eye_mouth_weight * eyes/mouth)
+* (1 - hands): convert pastes only the face, so hair, neck and background get a small share of the model's
 capacity (``background`` < 1, DeepFaceLab's "masked training"), and eyes and mouth (the parts a
-viewer judges identity and expression by) count more.
+viewer judges identity and expression by) count more. The hands extract found over a face count for
+nothing, and a learned mask learns the face without them (as DeepFaceLab's XSeg-masked training): a decoder
+taught to rebuild the fingers over one person's nose paints them onto the other person's face.
 """
 
 from __future__ import annotations
@@ -60,20 +62,33 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.
 
 
 def pixel_weights(aux: torch.Tensor, eye_mouth_weight: float, background: float) -> torch.Tensor | None:
-    """(B, 2, S, S) aux maps (face hull, eyes+mouth) -> (B, 1, S, S) loss weights, or None (uniform)."""
-    if eye_mouth_weight <= 0 and background >= 1:
+    """(B, 2|3, S, S) aux maps (face hull, eyes+mouth[, hands]) -> (B, 1, S, S) loss weights, or None (uniform)."""
+    hands = aux[:, 2:3] if aux.shape[1] > 2 and bool(aux[:, 2].any()) else None
+    if eye_mouth_weight <= 0 and background >= 1 and hands is None:
         return None
     weight = background + (1 - background) * aux[:, 0:1] if background < 1 else torch.ones_like(aux[:, 0:1])
     if eye_mouth_weight > 0:
         weight = weight * (1 + eye_mouth_weight * aux[:, 1:2])
+    if hands is not None:
+        weight = weight * (1 - hands)
     return weight
+
+
+def visible_face(aux: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S): the face hull less the hands over it (a learned mask's target, the adversary's face)."""
+    return aux[:, 0:1] * (1 - aux[:, 2:3]) if aux.shape[1] > 2 else aux[:, 0:1]
 
 
 # -- landmark-derived maps (built per sample in the data reader, in crop pixels) ---------------
 
-def landmark_maps(points: np.ndarray, size: int) -> np.ndarray:
-    """(68, 2) crop-space landmarks -> uint8 (size, size, 2): face hull mask, eye+mouth regions."""
-    maps = np.zeros((2, size, size), np.uint8)
+def landmark_maps(points: np.ndarray, size: int, hands=()) -> np.ndarray:
+    """(68, 2) crop-space landmarks (and ``hands``: (21, 2) points each, same pixels) -> uint8 (size, size, 3):
+    face hull mask, eye+mouth regions, hands."""
+    from faceswap.faces.hands import hand_mask
+
+    maps = np.zeros((3, size, size), np.uint8)
+    if len(hands):
+        maps[2] = np.round(hand_mask(list(hands), (size, size)) * 255).astype(np.uint8)
     pts = np.round(points).astype(np.int32)
     cv2.fillConvexPoly(maps[0], cv2.convexHull(pts[JAW_AND_BROWS]), 255)
     grow = max(1, size // 32)

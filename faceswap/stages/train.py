@@ -41,7 +41,7 @@ from faceswap.model.checkpoints import (CHECKPOINTS, CKPT_FILE, checkpoint_state
 from faceswap.model.dataset import FaceStream, decode_sample
 from faceswap.model.export import init_weights, write_model
 from faceswap.model.ema import WeightAverage
-from faceswap.model.losses import pixel_weights, reconstruction_loss
+from faceswap.model.losses import pixel_weights, reconstruction_loss, visible_face
 from faceswap.model.schedule import lr_at
 from faceswap.raycluster import Cluster
 from faceswap.render.reach import outlines_of
@@ -134,12 +134,12 @@ class Stepper:
     def to_tensors(self, images: np.ndarray, maps: np.ndarray):
         x = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         m = torch.from_numpy(maps).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-        return x, m                                                    # (B, 3, S, S), (B, 2, S, S)
+        return x, m                                                    # (B, 3, S, S), (B, 3, S, S)
 
     def _loss(self, out, target, aux):
         weight = pixel_weights(aux, self.eye_mouth_weight, self.background_weight)
         mask_pred = out[:, 3:4] if out.shape[1] == 4 else None
-        return reconstruction_loss(out[:, :3], target, weight, mask_pred, aux[:, 0:1])
+        return reconstruction_loss(out[:, :3], target, weight, mask_pred, visible_face(aux))
 
     def step(self, a, b, lr: float, adversarial: bool = False, warp: bool = True) -> tuple[float, float]:
         """One step; ``adversarial``: in the GAN phase (needs an adversary); without ``warp``: in the clean
@@ -152,7 +152,7 @@ class Stepper:
             out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
         loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
         total = loss_a + loss_b
-        hull_a, hull_b = aux_a[:, 0:1], aux_b[:, 0:1]
+        hull_a, hull_b = visible_face(aux_a), visible_face(aux_b)
         if adversarial:
             gan = self.adversary.generator_loss(out_a[:, :3], hull_a, out_b[:, :3], hull_b)
             total = total + gan
@@ -334,8 +334,8 @@ def train_loop(config: dict) -> None:
                       flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
-    stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed, balance=cfg.pose_balance)
-    stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1, balance=cfg.pose_balance)
+    stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed, balance=cfg.pose_balance, hands=cfg.hand_mask)
+    stream_b = FaceStream(cfg.b, mcfg.size, rank, world, seed + 1, balance=cfg.pose_balance, hands=cfg.hand_mask)
     outputs = preview_a = preview_b = None
     if rank == 0:
         outputs = Outputs(out, start_step)
@@ -419,6 +419,7 @@ def train_loop(config: dict) -> None:
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
                        "gan_weight": cfg.gan_weight, "warp_until": cfg.warp_until, "pose_balance": cfg.pose_balance,
+                       "hand_mask": cfg.hand_mask, "hand_faces_a": stream_a.hand_faces, "hand_faces_b": stream_b.hand_faces,
                        "rarest_gain_a": round(stream_a.rarest_gain, 2), "rarest_gain_b": round(stream_b.rarest_gain, 2),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
