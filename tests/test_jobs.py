@@ -109,12 +109,29 @@ class RayHead:
                 raise RuntimeError(f"ray start exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 self.client().list_jobs()
-                return
+                break
             except Exception as exc:  # noqa: BLE001 - polling until the dashboard answers
                 last = exc
                 time.sleep(1)
-        raise RuntimeError(f"the Ray head did not answer on {self.address} in {timeout_s}s ({last}):\n"
-                           f"{self.log_tail()}")
+        else:
+            raise RuntimeError(f"the Ray head did not answer on {self.address} in {timeout_s}s ({last}):\n"
+                               f"{self.log_tail()}")
+        # The dashboard answers before its job agent has registered (or when the agent failed to start, e.g. on a
+        # port taken meanwhile): submissions then fail with "No available agent". Ready means a job runs.
+        while time.monotonic() < deadline:
+            try:
+                client = self.client()
+                job_id = client.submit_job(entrypoint="true")
+                while not client.get_job_status(job_id).is_terminal() and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                if client.get_job_status(job_id).is_terminal():
+                    return
+            except RuntimeError as exc:
+                if "No available agent" not in str(exc):
+                    raise
+                last = exc
+                time.sleep(1)
+        raise RuntimeError(f"the Ray head on {self.address} ran no job in {timeout_s}s ({last}):\n{self.log_tail()}")
 
     def client(self):
         from ray.job_submission import JobSubmissionClient
