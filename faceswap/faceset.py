@@ -145,17 +145,25 @@ def frame_hands(store: Store, shards: list[dict], start: int, stop: int) -> dict
     for entry in shards:
         if entry["stop"] <= start or entry["start"] >= stop:
             continue
-        key = hands_key(entry["id"])
-        if not store.exists(key):
-            continue
-        table = store.read_parquet(key)
-        if "frame" not in table.column_names or "points" not in table.column_names:
-            raise InputError(f"{store.url(key)}: missing hand column(s) frame, points")
-        for row in table.select(["frame", "points"]).to_pylist():
-            if start <= row["frame"] < stop:
-                if row["points"] is None or len(row["points"]) != 42:
-                    raise InputError(f"{store.url(key)}: malformed hand for frame {row['frame']} (needs 42 values)")
-                out[int(row["frame"])].append(np.asarray(row["points"], np.float64).reshape(21, 2))
+        for frame, hands in shard_hands(store, entry["id"]).items():
+            if start <= frame < stop:
+                out[frame].extend(hands)
+    return out
+
+
+def shard_hands(store: Store, shard_id: str) -> dict[int, list[np.ndarray]]:
+    """frame -> [(21, 2) points of each hand near a face] of one shard (empty without a hands file)."""
+    out: dict[int, list] = defaultdict(list)
+    key = hands_key(shard_id)
+    if not store.exists(key):
+        return out
+    table = store.read_parquet(key)
+    if "frame" not in table.column_names or "points" not in table.column_names:
+        raise InputError(f"{store.url(key)}: missing hand column(s) frame, points")
+    for row in table.select(["frame", "points"]).to_pylist():
+        if row["points"] is None or len(row["points"]) != 42:
+            raise InputError(f"{store.url(key)}: malformed hand for frame {row['frame']} (needs 42 values)")
+        out[int(row["frame"])].append(np.asarray(row["points"], np.float64).reshape(21, 2))
     return out
 
 
@@ -227,8 +235,7 @@ class FaceSet:
 
         records, sizes = [], set()
         for entry in self.shards():
-            whole = {"id": entry["id"], "start": 0, "stop": 1 << 62}  # image shards name no frame range
-            found = frame_hands(self.store, [whole], 0, 1 << 62) if hands else {}
+            found = shard_hands(self.store, entry["id"]) if hands else {}
             for row in read_alignments(self.store, entry["id"]):
                 m = np.asarray(row["matrix"], np.float64).reshape(2, 3)
                 in_crop = [transform_points(p, m).astype(np.float32)

@@ -15,12 +15,11 @@ by convert.
     train: the same hand_mask, in each face's crop, weighs nothing in the loss (model/losses.py)
 
 Why a hand model: a hand is the occluder people complain about most, and it is skin. The rebuild test of
-render/occlusion.py cannot see it when the hand is often on the face (the model learns it as part of the
-person, as it did on the real-footage benchmark's woman), and a segmentation network learned from two
-identities calls "face" whatever those two people look like. A hand landmarker trained on many hands knows
-a hand from a cheek; it ships in a package, which is where this project may take weights from.
-Train uses the same hands: their pixels count for nothing in the loss (model/losses.py), so neither decoder
-learns the fingers as part of a face and paints them onto the other person's.
+render/occlusion.py cannot see it when the hand is often on the face and the model learned it as part of the
+person (as it did on the real-footage benchmark's woman before train left found hands out of its loss), and a
+segmentation network learned from two identities calls "face" whatever those two people look like. A hand
+landmarker trained on many hands knows a hand from a cheek; it ships in a package, which is where this project
+may take weights from.
 """
 
 from __future__ import annotations
