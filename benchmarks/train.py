@@ -9,7 +9,8 @@ buffer), and also renders previews and writes metrics as a real run does.
 Prints samples/s of both, their ratio (goal >= 0.9) and the share of the Ray
 loop's step time spent waiting for data (goal <= 5%). Also the bare loop with
 the recipe options (--background-weight 0.1 --eye-mouth-weight 1 --ema 0.998),
-as a ratio to the plain bare loop: what those options cost per step. Without
+as a ratio to the plain bare loop: what those options cost per step. And the bare loop in float32
+(--precision fp32) against the default (bfloat16 on a CPU with AMX or AVX512-BF16). Without
 --a/--b it builds two face sets from the sample photos (astronaut, Grace Hopper).
 """
 
@@ -29,13 +30,15 @@ import torch
 RECIPE = {"background_weight": 0.1, "eye_mouth_weight": 1.0, "ema": 0.998}  # train's recipe options
 
 
-def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int, recipe: bool = False) -> float:
+def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads: int, recipe: bool = False,
+              precision: str = "auto") -> float:
     """Faces/s of a plain single-process loop over pre-decoded crops (``recipe``: with RECIPE's weighted loss
-    and a weight average updated after every step, as train_loop does)."""
+    and a weight average updated after every step, as train_loop does; ``precision``: train's --precision)."""
     from faceswap.model.autoencoder import FaceSwapModel, preset
     from faceswap.faceset import FaceSet
     from faceswap.model.dataset import decode_sample
     from faceswap.model.ema import WeightAverage
+    from faceswap.model.precision import training_precision
     from faceswap.stages.train import Stepper, make_optimizer
     from faceswap.storage import Store
 
@@ -47,10 +50,11 @@ def bare_loop(a: str, b: str, preset_name: str, steps: int, batch: int, threads:
         samples = [decode_sample(Store(uri), r, mcfg.size) for r in records]
         data.append((np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])))
     torch.manual_seed(0)
-    model = FaceSwapModel(mcfg)
+    how = training_precision(precision, torch.device("cpu"))
+    model = FaceSwapModel(mcfg).to(memory_format=how.memory_format)
     stepper = Stepper(model, model, make_optimizer(model, mcfg.lr), torch.device("cpu"),
                       RECIPE["eye_mouth_weight"] if recipe else 0.0, seed=0,
-                      background_weight=RECIPE["background_weight"] if recipe else 1.0)
+                      background_weight=RECIPE["background_weight"] if recipe else 1.0, precision=how)
     ema = WeightAverage(model, RECIPE["ema"]) if recipe else None
     rng = np.random.default_rng(0)
 
@@ -111,12 +115,17 @@ def main() -> int:
     threads = cluster_cpus()          # what the single Ray Train worker gets too
 
     bare = bare_loop(a, b, args.preset, args.steps, batch, threads)
+    bare_fp32 = bare_loop(a, b, args.preset, args.steps, batch, threads, precision="fp32")
     recipe = bare_loop(a, b, args.preset, args.steps, batch, threads, recipe=True)
     with_ray, wait_share = ray_loop(a, b, args.preset, args.steps, batch, os.path.join(work, "out"))
     ray.shutdown()
     ratio = with_ray / bare
     print(f"preset {args.preset}, batch {batch} per side, {threads} CPU threads, {os.cpu_count()} cores")
-    print(f"bare PyTorch loop   {bare:8.1f} faces/s")
+    from faceswap.model.precision import training_precision
+
+    print(f"bare PyTorch loop   {bare:8.1f} faces/s   ({training_precision('auto', torch.device('cpu')).name}, "
+          f"train's default here)")
+    print(f"bare, --precision fp32 {bare_fp32:5.1f} faces/s   auto's speed-up {bare / bare_fp32:.2f}x")
     print(f"Ray Train loop      {with_ray:8.1f} faces/s   ratio {ratio:.2f} (goal >= 0.9)")
     print(f"data wait share     {100 * wait_share:8.1f} %      (goal <= 5%)")
     print(f"bare, recipe opts   {recipe:8.1f} faces/s   ratio to bare {recipe / bare:.2f} "

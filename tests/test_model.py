@@ -213,13 +213,14 @@ def test_ssim_and_loss():
     assert reconstruction_loss(x, x, None, torch.zeros_like(mask), mask).item() == pytest.approx(0.5, abs=1e-4)
 
 
-def test_loss_falls_on_a_tiny_run(facesets):
+def _tiny_run(facesets, precision) -> tuple[list[float], FaceSwapModel]:
+    """40 steps of lite on the sample face sets in ``precision``: (the summed losses, the model)."""
     from faceswap.stages.train import Stepper, make_optimizer
 
     torch.manual_seed(0)
-    cfg = preset("lite")
-    model = FaceSwapModel(cfg)
-    stepper = Stepper(model, model, make_optimizer(model, 1e-3), torch.device("cpu"), 0.0, seed=0)
+    model = FaceSwapModel(preset("lite")).to(memory_format=precision.memory_format)
+    stepper = Stepper(model, model, make_optimizer(model, 1e-3), torch.device("cpu"), 0.0, seed=0,
+                      precision=precision)
     stream_a, stream_b = FaceStream(facesets[0], 64, buffer=12), FaceStream(facesets[1], 64, buffer=12)
     try:
         losses = [sum(stepper.step(stepper.to_tensors(*stream_a.next_batch(8)),
@@ -227,7 +228,40 @@ def test_loss_falls_on_a_tiny_run(facesets):
     finally:
         stream_a.close()
         stream_b.close()
-    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    return losses, model
+
+
+def test_loss_falls_on_a_tiny_run_in_float32_and_in_bfloat16(facesets):
+    """What --precision auto does on a CPU with AMX (this project's machines): the forward pass in bfloat16,
+    channels-last weights. It learns as float32 does, and the weights it leaves are float32."""
+    from faceswap.model.precision import Precision, training_precision
+
+    fp32, _ = _tiny_run(facesets, training_precision("fp32", torch.device("cpu")))
+    bf16, model = _tiny_run(facesets, Precision(torch.bfloat16, False, torch.channels_last))
+    for losses in (fp32, bf16):
+        assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    assert np.mean(bf16[-5:]) < 1.1 * np.mean(fp32[-5:]), (bf16, fp32)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_precision_auto_is_bfloat16_only_where_the_hardware_does_it_natively(monkeypatch):
+    """A CPU without AMX/AVX512-BF16 would emulate bfloat16, slower than float32: auto stays float32 there."""
+    from faceswap.model import precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.training_precision("auto", cpu).name == "bf16"
+    assert precision.training_precision("fp32", cpu).name == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.training_precision("auto", cpu).name == "fp32"
+    assert {precision.training_precision(c, cpu).memory_format for c in precision.CHOICES} == {torch.channels_last}
+    # A GPU without bfloat16 (before Ampere) gets float16 with a gradient scaler; fp32 turns autocast off.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    old_gpu = precision.training_precision("auto", torch.device("cuda"))
+    assert old_gpu.name == "fp16" and old_gpu.scaled
+    assert precision.training_precision("fp32", torch.device("cuda")).name == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
+        precision.training_precision("fp8", cpu)
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -15,11 +15,13 @@ import sys
 import time
 
 import pytest
+import torch
 
 from faceswap.config import TrainConfig
 from faceswap.errors import ConfigError, InputError
 from faceswap.model.export import MODEL_KEY, fingerprint, load_swapper
 from faceswap.model.checkpoints import checkpoint_steps
+from faceswap.model.precision import training_precision
 from faceswap.stages.train import run_train
 from faceswap.storage import Store
 
@@ -58,6 +60,10 @@ def test_two_workers_on_s3(ray_local, s3_store):
     # By default the last quarter of the run is the clean phase: step 6 of 6 trained on unwarped inputs.
     assert summary["warp_until"] == 0.75 and [m["warp"] for m in lines] == [True, False]
     assert summary["hand_mask"] is True and summary["hand_faces_a"] == summary["hand_faces_b"] == 0  # no hands here
+    # Mixed precision where the CPU does bfloat16 natively; the exported weights are plain float32 either way.
+    assert summary["precision"] == training_precision("auto", torch.device("cpu")).name
+    weights = torch.load(io.BytesIO(out.read_bytes(MODEL_KEY)), weights_only=True)
+    assert all(w.dtype == torch.float32 and w.is_contiguous() for w in weights.values() if w.is_floating_point())
     assert any("tfevents" in k for k in out.list("tensorboard"))
     config = out.read_json("model/config.json")
     assert config["fingerprint"] == fingerprint(out.read_bytes(MODEL_KEY)) == summary["fingerprint"]

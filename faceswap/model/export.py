@@ -61,7 +61,8 @@ def write_model(store: Store, state_dict: dict, mcfg: ModelConfig, crop_size: in
                 summary: dict, outlines: dict[str, np.ndarray] | None = None) -> str:
     """Publish model.pt, outlines.json (``outlines``: identity "a"/"b" -> (N, 68, 2) in crop units), then
     config.json (each atomic); returns the fingerprint."""
-    data = weights_bytes({k: v.detach().cpu() for k, v in state_dict.items()})
+    # Contiguous: a model trained with channels-last weights (model/precision.py) is stored as any other.
+    data = weights_bytes({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     fp = fingerprint(data)
     store.write_bytes(MODEL_KEY, data)
     if outlines:

@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from faceswap.model.precision import Precision, training_precision
+
 
 def discriminator_width(size: int) -> int:
     """Channels of the first layer: 32 for 64 px models (CPU), 64 from 128 px up (GPU)."""
@@ -78,14 +80,13 @@ class Adversary:
     """
 
     def __init__(self, model: nn.Module, raw: Discriminators, opt: torch.optim.Optimizer, weight: float,
-                 device: torch.device, amp_dtype=torch.float16):
+                 device: torch.device, precision: Precision | None = None):
         self.model, self.raw, self.opt, self.weight = model, raw, opt, float(weight)
-        self.amp = device.type == "cuda"
-        self.device_type, self.amp_dtype = device.type, amp_dtype
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and amp_dtype == torch.float16)
+        self.device, self.precision = device, precision or training_precision("auto", device)
+        self.scaler = self.precision.scaler()
 
     def _logits(self, x_a, x_b):
-        with torch.autocast(self.device_type, dtype=self.amp_dtype, enabled=self.amp):
+        with self.precision.autocast(self.device):
             la, lb = self.model(x_a, x_b)
         return la.float(), lb.float()
 

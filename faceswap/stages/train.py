@@ -42,6 +42,7 @@ from faceswap.model.dataset import FaceStream, decode_sample
 from faceswap.model.export import init_weights, write_model
 from faceswap.model.ema import WeightAverage
 from faceswap.model.losses import pixel_weights, reconstruction_loss, visible_face
+from faceswap.model.precision import Precision, training_precision
 from faceswap.model.schedule import lr_at
 from faceswap.raycluster import Cluster
 from faceswap.render.reach import outlines_of
@@ -120,16 +121,16 @@ class Stepper:
     backward, optimiser step (then, in the GAN phase, the discriminators' step: model/gan.py)."""
 
     def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int,
-                 flip: float = AugmentConfig.flip, background_weight: float = 1.0, adversary=None):
+                 flip: float = AugmentConfig.flip, background_weight: float = 1.0, adversary=None,
+                 precision: Precision | None = None):
         self.model, self.raw, self.opt, self.device = model, raw, opt, device
         self.adversary = adversary
         self.last_gan = (0.0, 0.0)  # the last adversarial step's (generator, discriminator) losses
         self.eye_mouth_weight, self.background_weight = eye_mouth_weight, background_weight
         self.aug = AugmentConfig(flip=flip)
         self.gen = torch.Generator().manual_seed(seed)
-        self.amp = device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.precision = precision or training_precision("auto", device)
+        self.scaler = self.precision.scaler()
 
     def to_tensors(self, images: np.ndarray, maps: np.ndarray):
         x = torch.from_numpy(images).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
@@ -148,7 +149,7 @@ class Stepper:
             group["lr"] = lr
         inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen, warp)
         inp_b, tgt_b, aux_b = augment(*b, self.aug, self.gen, warp)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+        with self.precision.autocast(self.device):
             out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
         loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
         total = loss_a + loss_b
@@ -170,20 +171,19 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
-def make_adversary(size: int, lr: float, weight: float, device, state: tuple | None = None):
+def make_adversary(size: int, lr: float, weight: float, device, precision: Precision, state: tuple | None = None):
     """The GAN phase's discriminators (DDP-wrapped when there are several workers) and their optimiser,
     from a checkpoint's (weights, optimiser) ``state`` when it holds them."""
     import ray.train.torch
 
     from faceswap.model.gan import Adversary, Discriminators
 
-    raw = Discriminators(size).to(device)
+    raw = Discriminators(size).to(device, memory_format=precision.memory_format)
     opt = make_optimizer(raw, lr)
     if state is not None:
         raw.load_state_dict(state[0])
         opt.load_state_dict(state[1])
-    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
-    return Adversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight, device, amp_dtype)
+    return Adversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight, device, precision)
 
 
 # -- rank-0 outputs ----------------------------------------------------------------------------
@@ -285,7 +285,8 @@ def train_loop(config: dict) -> None:
     on_checkpoint = config.get("on_checkpoint")
 
     torch.manual_seed(cfg.seed)
-    raw = FaceSwapModel(mcfg).to(device)
+    precision = training_precision(cfg.precision, device)
+    raw = FaceSwapModel(mcfg).to(device, memory_format=precision.memory_format)
     opt = make_optimizer(raw, base_lr)
 
     # Resume from whichever is newer: Ray's own (a retry inside this run) or the newest complete one in
@@ -321,7 +322,7 @@ def train_loop(config: dict) -> None:
         if ema_state is not None:
             ema.load_state_dict(ema_state)
     # Previews and the exported model show the weight average: a copy of the model that holds it.
-    shown = FaceSwapModel(mcfg).to(device).eval() if ema is not None else raw
+    shown = FaceSwapModel(mcfg).to(device, memory_format=precision.memory_format).eval() if ema is not None else raw
 
     def show() -> FaceSwapModel:
         if ema is not None:
@@ -329,9 +330,10 @@ def train_loop(config: dict) -> None:
         return shown
 
     model = ray.train.torch.prepare_model(raw, move_to_device=False)  # DDP when world > 1 (raw is on device)
-    adversary = make_adversary(mcfg.size, base_lr, cfg.gan_weight, device, gan_state) if cfg.gan_weight > 0 else None
+    adversary = make_adversary(mcfg.size, base_lr, cfg.gan_weight, device, precision, gan_state) if cfg.gan_weight > 0 else None
     stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
-                      flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary)
+                      flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary,
+                      precision=precision)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
     stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed, balance=cfg.pose_balance, hands=cfg.hand_mask)
@@ -342,7 +344,7 @@ def train_loop(config: dict) -> None:
         preview_a, preview_b = _preview_faces(cfg.a, mcfg.size, device), _preview_faces(cfg.b, mcfg.size, device)
         if config["progress"]:
             _say(f"train: {'resuming at' if start_step else 'starting at'} step {start_step}/{shown_total}"
-                 + (f" from {source}" if source else ""))
+                 + (f" from {source}" if source else "") + f" ({precision.name} on {device.type})")
             if cfg.pose_balance > 0:
                 _say(f"train: rare poses and expressions drawn up to {stream_a.rarest_gain:.1f}x (A) and "
                      f"{stream_b.rarest_gain:.1f}x (B) as often as in a uniform draw")
@@ -419,7 +421,7 @@ def train_loop(config: dict) -> None:
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
                        "gan_weight": cfg.gan_weight, "warp_until": cfg.warp_until, "pose_balance": cfg.pose_balance,
-                       "hand_mask": cfg.hand_mask, "hand_faces_a": stream_a.hand_faces, "hand_faces_b": stream_b.hand_faces,
+                       "precision": precision.name, "hand_mask": cfg.hand_mask, "hand_faces_a": stream_a.hand_faces, "hand_faces_b": stream_b.hand_faces,
                        "rarest_gain_a": round(stream_a.rarest_gain, 2), "rarest_gain_b": round(stream_b.rarest_gain, 2),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
