@@ -8,6 +8,8 @@ Prints frames/s of:
   pipeline, 1 worker     `run_convert` on local Ray, one actor
   pipeline, 2 workers    the same with two actors
   pipeline, no watermark 1 worker with --no-watermark (the watermark's cost)
+  pipeline, fp32         1 worker with --precision fp32 (what bfloat16 gains on a CPU with AMX/AVX512-BF16)
+  model only             the swap and the rebuild alone, batches of 32, one thread, auto and fp32
 Each pipeline figure is given as wall frames/s (actor start-up included, assembly excluded) and as one
 actor's frames/s over its shard work (steady state). The per-face loop does the pipeline's per-face work
 (the swap and the rebuild for the occlusion mask, colour match, paste, watermark) with batch-1 model calls;
@@ -87,18 +89,33 @@ def per_face_loop(video: str, faces_uri: str, model_uri: str, out_dir: str, fram
     return frames / (time.perf_counter() - t0)
 
 
+def model_only(model_uri: str, precision: str, faces: int = 640) -> float:
+    """Faces/s of the model alone (the swap and the rebuild, batches of 32, one thread) in ``precision``."""
+    import torch
+
+    from faceswap.model.export import load_swapper
+
+    torch.set_num_threads(1)
+    swapper = load_swapper(model_uri, precision=precision)
+    crops = np.random.default_rng(0).integers(0, 256, (faces, swapper.size, swapper.size, 3), dtype=np.uint8)
+    swapper.swap_and_rebuild(crops[:64])  # warm-up
+    t0 = time.perf_counter()
+    swapper.swap_and_rebuild(crops)
+    return faces / (time.perf_counter() - t0)
+
+
 def pipeline(video: str, faces_uri: str, model_uri: str, out_dir: str, workers: int, watermark: bool,
-             shard_frames: int, tag: str = "pipe") -> tuple[float, float]:
+             shard_frames: int, tag: str = "pipe", precision: str = "auto") -> tuple[float, float]:
     """(wall frames/s of the conversion, actor start included; frames/s of one actor's shard work)."""
     from faceswap.config import ConvertConfig
     from faceswap.stages.convert import run_convert
 
-    name = f"{tag}_w{workers}_{'wm' if watermark else 'nowm'}"
+    name = f"{tag}_w{workers}_{'wm' if watermark else 'nowm'}_{precision}"
     # A rerun into the same --out would otherwise reuse the finished segments (resume) and time nothing.
     shutil.rmtree(os.path.join(out_dir, f"{name}.work"), ignore_errors=True)
     cfg = ConvertConfig(video=video, faces=faces_uri, model=model_uri, out=os.path.join(out_dir, f"{name}.mp4"),
                         work=os.path.join(out_dir, f"{name}.work"), workers=workers, watermark=watermark,
-                        shard_frames=shard_frames)
+                        shard_frames=shard_frames, precision=precision)
     summary = run_convert(cfg, progress=False)
     # wall: the conversion itself (actor start-up included, assembly excluded); busy: inside the actors
     return summary["frames"] / summary["convert_seconds"], summary["frames"] / summary["busy_s"]
@@ -178,6 +195,11 @@ def main() -> int:
         r["pipeline_2_workers_fps"], _ = pipeline(video, faces_a, model, out, 2, True, shard)
         r["pipeline_1_worker_no_watermark_fps"], r["actor_fps_no_watermark"] = pipeline(video, faces_a, model, out, 1,
                                                                                          False, shard)
+        # --precision: bfloat16 on a CPU with AMX or AVX512-BF16 (auto) against float32, the model alone and whole
+        r["pipeline_1_worker_fp32_fps"], r["actor_fps_fp32"] = pipeline(video, faces_a, model, out, 1, True, shard,
+                                                                        precision="fp32")
+        r["model_only_faces_per_s"], r["model_only_fp32_faces_per_s"] = (model_only(model, "auto"),
+                                                                         model_only(model, "fp32"))
     ray.shutdown()  # the pinned runs start their own
     if can_pin(2):
         common = ["--video", video, "--faces", faces_a, "--model", model, "--out", out, "--frames", str(frames)]
@@ -197,6 +219,8 @@ def main() -> int:
         r["two_vs_one_worker"] = r["pipeline_2_workers_fps"] / r["pipeline_1_worker_fps"]
         r["pipeline_vs_per_face_loop"] = r["pipeline_1_worker_fps"] / r["per_face_loop_fps"]
         r["watermark_cost"] = 1 - r["pipeline_1_worker_fps"] / r["pipeline_1_worker_no_watermark_fps"]
+        r["actor_auto_vs_fp32"] = r["actor_fps_1_worker"] / r["actor_fps_fp32"]
+        r["model_only_auto_vs_fp32"] = r["model_only_faces_per_s"] / r["model_only_fp32_faces_per_s"]
     for k, v in r.items():
         print(f"{k:40s} {v:.3f}" if isinstance(v, float) else f"{k:40s} {v}")
     print(json.dumps(r))

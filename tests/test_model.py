@@ -245,7 +245,8 @@ def test_loss_falls_on_a_tiny_run_in_float32_and_in_bfloat16(facesets):
 
 
 def test_precision_auto_is_bfloat16_only_where_the_hardware_does_it_natively(monkeypatch):
-    """A CPU without AMX/AVX512-BF16 would emulate bfloat16, slower than float32: auto stays float32 there."""
+    """Train's and convert's --precision: a CPU without AMX/AVX512-BF16 would emulate bfloat16, slower than
+    float32, so auto stays float32 there."""
     from faceswap.model import precision
 
     cpu = torch.device("cpu")
@@ -262,6 +263,12 @@ def test_precision_auto_is_bfloat16_only_where_the_hardware_does_it_natively(mon
     assert precision.training_precision("fp32", torch.device("cuda")).name == "fp32"
     with pytest.raises(ValueError, match="precision must be one of auto, fp32"):
         precision.training_precision("fp8", cpu)
+    # Convert: bfloat16 on such a CPU only (GPUs run float32 until measured).
+    assert precision.inference_precision("auto", cpu).name == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.inference_precision("auto", cpu).name == "bf16"
+    assert precision.inference_precision("fp32", cpu).name == "fp32"
+    assert precision.inference_precision("auto", torch.device("cuda")).name == "fp32"
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -360,7 +367,7 @@ def _write_lite_model(uri: str, mask: str = "none") -> tuple[FaceSwapModel, str]
 @pytest.mark.parametrize("mask", sorted(MASKS))
 def test_load_swapper_round_trip(tmp_path, mask):
     model, fp = _write_lite_model(str(tmp_path), mask)
-    swapper = load_swapper(str(tmp_path))
+    swapper = load_swapper(str(tmp_path), precision="fp32")
     assert (swapper.size, swapper.crop_size, swapper.centering, swapper.fingerprint) == (64, 128, "face", fp)
     assert swapper.outlines == {}  # a model folder from before outlines were saved still loads
     crops = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
@@ -378,6 +385,25 @@ def test_load_swapper_round_trip(tmp_path, mask):
     assert not np.array_equal(b2a, faces)
     with pytest.raises(ValueError, match="uint8 crops of shape"):
         swapper.swap(crops[:, :32], "a2b")
+
+
+def test_a_swapper_in_bfloat16_paints_what_float32_paints(tmp_path, monkeypatch):
+    """convert's --precision auto on a CPU with AMX (forced here, so that any CPU runs the bfloat16 path):
+    the faces and rebuilds come out within 2 levels of 255 of float32's, and a face's result still does not
+    depend on what else is in its batch (a film is the same however it is cut)."""
+    from faceswap.model import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    _write_lite_model(str(tmp_path))
+    fast, exact = load_swapper(str(tmp_path)), load_swapper(str(tmp_path), precision="fp32")
+    assert (fast.precision.name, exact.precision.name) == ("bf16", "fp32")
+    crops = np.random.default_rng(1).integers(0, 256, (40, 64, 64, 3), dtype=np.uint8)
+    got, want = fast.swap_and_rebuild(crops, "b2a"), exact.swap_and_rebuild(crops, "b2a")
+    for a, b in ((got[0], want[0]), (got[2], want[2])):
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.5, (diff.max(), diff.mean())
+    alone = fast.swap_and_rebuild(crops[35:36], "b2a")
+    assert np.array_equal(alone[0][0], got[0][35]) and np.array_equal(alone[2][0], got[2][35])
 
 
 class _Evil:

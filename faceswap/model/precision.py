@@ -1,4 +1,4 @@
-"""The arithmetic training runs in: mixed precision where the hardware does it natively, else float32.
+"""The arithmetic training and convert run in: bfloat16 where the hardware does it natively, else float32.
 
     --precision auto:  CUDA with bf16 (Ampere on)       -> bfloat16 autocast
                        other CUDA                        -> float16 autocast + a gradient scaler
@@ -12,6 +12,8 @@ converts the same. On a CPU without native bf16 instructions, PyTorch emulates b
 than float32, so ``auto`` stays in float32 there. On this project's 2-core Sapphire Rapids machine the
 lite model trains 1.4x faster in bfloat16 and 1.6x with channels-last weights as well
 (``benchmarks/train.py``; benchmarks/RESULTS.md, "Train").
+
+Convert (``inference_precision``) runs the model in bfloat16 on such a CPU as well, and in float32 on GPUs.
 """
 
 from __future__ import annotations
@@ -53,6 +55,16 @@ class Precision:
     def scaler(self) -> torch.amp.GradScaler:
         """A gradient scaler, enabled only for float16."""
         return torch.amp.GradScaler("cuda", enabled=self.scaled)
+
+
+def inference_precision(choice: str, device: torch.device) -> Precision:
+    """How convert runs a model (its Swapper): ``auto`` is bfloat16 on a CPU that does it natively (the lite
+    model's swap and rebuild 2.8x as fast; a face's pixels move by 0.2 levels of 255 on average, 2 at most),
+    float32 elsewhere (GPUs: not measured yet). The memory format is the Swapper's own."""
+    if choice not in CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(CHOICES)}, not {choice!r}")
+    low = choice == "auto" and device.type == "cpu" and cpu_has_native_bf16()
+    return Precision(torch.bfloat16 if low else None, False, torch.contiguous_format)
 
 
 def training_precision(choice: str, device: torch.device) -> Precision:

@@ -71,7 +71,7 @@ class ConvertShard:
 
         torch.set_num_threads(1)  # one core per actor: the pool, not torch or OpenCV, scales across cores
         cv2.setNumThreads(1)
-        self.swapper = load_swapper(self.settings.model)
+        self.swapper = load_swapper(self.settings.model, precision=self.settings.precision)
         self.watermarker = Watermarker(payload_for(self.swapper.fingerprint)) if self.settings.watermark else None
         self.faces = Store(self.settings.faces)
         self.work = Store(self.plan.work)
