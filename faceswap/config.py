@@ -115,6 +115,12 @@ class TrainConfig:
                                  "against real ones (DeepFaceLab's GAN power; 0: off)")
     gan_start: float = opt(0.5, "share of the run (of --steps, or of --minutes) after which the adversarial phase "
                                 "begins, when --gan-weight is set")
+    code_critic: float = opt(0.01, "weight of a critic that learns to tell A's codes from B's at the encoder's "
+                                   "bottleneck, which the encoder learns to defeat: decoder B then paints A's faces "
+                                   "from codes like its own, so more of the new identity comes through, at some "
+                                   "cost in how closely the pose follows (DeepFaceLab's true face power; 0: off, "
+                                   "as before 2026-12-07)",
+                            metavar="W")
     warp_until: float = opt(0.75, "share of the run (of --steps, or of --minutes) after which the inputs are no "
                                   "longer randomly warped: a clean phase to end the run, as DeepFaceLab users turn "
                                   "random warp off at the end (1: warp to the end)")

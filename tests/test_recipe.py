@@ -174,6 +174,55 @@ def test_a_gan_step_runs_on_a_tiny_model_and_moves_both_sides():
     assert all(torch.equal(v, before_d[k]) for k, v in adversary.raw.state_dict().items())
 
 
+def test_the_code_critic_tells_the_sides_apart_and_the_encoder_loss_brings_the_codes_together():
+    """What --code-critic relies on: codes that say whose face they are, the critic learns to tell apart; the
+    encoder's loss then moves each side's codes towards the other's, until the critic is unsure of them."""
+    from faceswap.model.code_critic import CodeAdversary, CodeCritic
+
+    torch.manual_seed(0)
+    critic = CodeCritic(8)
+    adversary = CodeAdversary(critic, critic, torch.optim.Adam(critic.parameters(), 1e-3, betas=(0.5, 0.999)), 1.0)
+    a, b = torch.randn(64, 8), torch.randn(64, 8)
+    a[:, 0] += 3   # A's codes and B's codes far apart along one direction: "who it is"
+    b[:, 0] -= 3
+    for _ in range(100):
+        told = adversary.step(a, b, 1e-3)
+    assert told < 0.3          # it tells them apart (a coin would score 2 ln 2 = 1.386)
+    with torch.no_grad():
+        sure_a, sure_b = (x.mean() for x in critic(a, b))
+    gap = (a.mean(0) - b.mean(0)).norm()
+    a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+    codes = torch.optim.SGD([a, b], lr=1.0)
+    for _ in range(40):        # the encoder's side, the critic held still
+        codes.zero_grad()
+        adversary.encoder_loss(a, b).backward()
+        codes.step()
+    with torch.no_grad():
+        now_a, now_b = (x.mean() for x in critic(a, b))
+        assert now_a < sure_a - 3 and now_b > sure_b + 3, (sure_a, now_a, sure_b, now_b)
+        assert (a.mean(0) - b.mean(0)).norm() < 0.6 * gap
+
+
+def test_a_step_with_the_code_critic_trains_the_critic_and_keeps_the_autoencoder_learning():
+    from faceswap.model.autoencoder import FaceSwapModel, preset
+    from faceswap.model.code_critic import CodeAdversary, CodeCritic
+    from faceswap.stages.train import Stepper, make_optimizer
+
+    torch.manual_seed(0)
+    mcfg = preset("lite")
+    model, critic = FaceSwapModel(mcfg), CodeCritic(mcfg.bottleneck)
+    adversary = CodeAdversary(critic, critic, make_optimizer(critic, 1e-4), 0.1)
+    stepper = Stepper(model, model, make_optimizer(model, 1e-4), torch.device("cpu"), 0.0, seed=0, critic=adversary)
+    gen = torch.Generator().manual_seed(1)
+    faces = lambda: (torch.rand(4, 3, 64, 64, generator=gen), torch.ones(4, 2, 64, 64))  # noqa: E731
+    before_g = {k: v.clone() for k, v in model.state_dict().items()}
+    before_c = {k: v.clone() for k, v in critic.state_dict().items()}
+    loss_a, loss_b = stepper.step(faces(), faces(), 1e-4)
+    assert all(x > 0 and x == x for x in (loss_a, loss_b, stepper.last_critic))
+    assert any(not torch.equal(v, before_g[k]) for k, v in model.state_dict().items())
+    assert all(not torch.equal(v, before_c[k]) for k, v in critic.state_dict().items())
+
+
 def _faces(n: int, rng, turn: float = 0.0, eyes_shut: bool = False) -> np.ndarray:
     """(n, 68, 2) landmarks of the mean face, 100 px, a little noise; the nose moved sideways by
     ``turn`` eye distances (a head turned by atan(turn / 0.45)), or the upper lids on the lower ones."""

@@ -62,6 +62,8 @@ def test_two_workers_on_s3(ray_local, s3_store):
     assert summary["hand_mask"] is True and summary["hand_faces_a"] == summary["hand_faces_b"] == 0  # no hands here
     # Mixed precision where the CPU does bfloat16 natively; the exported weights are plain float32 either way.
     assert summary["precision"] == training_precision("auto", torch.device("cpu")).name
+    # The code critic trains by default, under DDP like the autoencoder.
+    assert summary["code_critic"] == 0.01 and all(m["code_critic_loss"] > 0 for m in lines)
     weights = torch.load(io.BytesIO(out.read_bytes(MODEL_KEY)), weights_only=True)
     assert all(w.dtype == torch.float32 and w.is_contiguous() for w in weights.values() if w.is_floating_point())
     assert any("tfevents" in k for k in out.list("tensorboard"))
@@ -78,15 +80,15 @@ def test_two_workers_on_s3(ray_local, s3_store):
 @pytest.mark.parametrize("where, workers", [("local", 1), ("s3", 2)])
 def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, tmp_path, request, where, workers):
     """Kill the `faceswap train` driver after its first checkpoint, rerun: the step counter continues, and so
-    do the adversarial phase's discriminators and their optimiser, and the clean phase begins where it should. Also with two DDP workers and the model
-    folder on SeaweedFS through s3://."""
+    do the adversarial phase's discriminators, the code critic and their optimisers, and the clean phase begins
+    where it should. Also with two DDP workers and the model folder on SeaweedFS through s3://."""
     import torch
 
     out = Store(str(tmp_path / "model")) if where == "local" else request.getfixturevalue("s3_store").child("m")
     a, b = local_facesets
     args = ["train", "--a", a, "--b", b, "--out", out.uri, "--steps", "40", "--batch-size", "4",
             "--checkpoint-every", "10", "--preview-every", "5", "--workers", str(workers),
-            "--gan-weight", "0.1", "--gan-start", "0", "--warp-until", "0.5"]
+            "--gan-weight", "0.1", "--gan-start", "0", "--warp-until", "0.5", "--code-critic", "0.1"]
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen([sys.executable, "-m", "faceswap.cli", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -103,7 +105,7 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     assert killed_at < 40 and not out.exists(MODEL_KEY)
 
     cfg = TrainConfig(a=a, b=b, out=out.uri, steps=40, batch_size=4, checkpoint_every=10, preview_every=5,
-                      workers=workers, gan_weight=0.1, gan_start=0.0, warp_until=0.5)
+                      workers=workers, gan_weight=0.1, gan_start=0.0, warp_until=0.5, code_critic=0.1)
     summary = run_train(cfg, progress=False)
     assert summary["start_step"] >= killed_at >= 10 and summary["workers"] == workers, summary
     assert summary["resumed_from"].endswith("checkpoint.pt")
@@ -111,7 +113,7 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     steps = [m["step"] for m in lines]
     # Every metrics step once, in order: nothing restarted at 0, nothing from the killed run kept twice.
     assert steps == list(range(5, 41, 5)), steps
-    assert all(m["gan_g"] > 0 and m["gan_d"] > 0 for m in lines)
+    assert all(m["gan_g"] > 0 and m["gan_d"] > 0 and m["code_critic_loss"] > 0 for m in lines)
     # Warped inputs for the first half of the 40 steps, the clean phase after it, on either side of the kill.
     assert [m["warp"] for m in lines] == [True] * 4 + [False] * 4
     assert max(checkpoint_steps(out)) == 40 and out.exists(MODEL_KEY)
@@ -119,9 +121,12 @@ def test_kill_and_resume_continues_the_step_counter(ray_local, local_facesets, t
     state = _checkpoint(out, 40)
     adam_steps = {int(p["step"]) for p in state["discriminator_optimizer"]["state"].values()}
     assert adam_steps == {40}, adam_steps
-    # The exported model is the autoencoder alone: the discriminators stay in the checkpoints.
+    # So did the code critic's (--code-critic).
+    adam_steps = {int(p["step"]) for p in state["code_critic_optimizer"]["state"].values()}
+    assert adam_steps == {40} and summary["code_critic"] == 0.1, adam_steps
+    # The exported model is the autoencoder alone: the discriminators and the critic stay in the checkpoints.
     exported = torch.load(io.BytesIO(out.read_bytes(MODEL_KEY)), weights_only=True)
-    assert state["discriminator"] and set(exported) == set(state["model"])
+    assert state["discriminator"] and state["code_critic"] and set(exported) == set(state["model"])
 
     # The same folder refuses another architecture, before any worker starts.
     other = TrainConfig(a=a, b=b, out=out.uri, preset="original", steps=50)

@@ -163,8 +163,15 @@ class Encoder(nn.Module):
         self.up = Up(cfg.dense_dims, cfg.decoder_dims[0])
 
     def forward(self, x):
+        return self.spread(self.code(x))
+
+    def code(self, x):
+        """(B, 3, 64, 64) -> (B, 1024): the bottleneck, the shared pose/expression code."""
         x = self.downs(x)                          # (B, 1024, 4, 4)
-        x = self.bottleneck(x.flatten(1))          # (B, 1024)  the shared pose/expression code
+        return self.bottleneck(x.flatten(1))       # (B, 1024)
+
+    def spread(self, x):
+        """The code -> (B, 512, 8, 8), what the decoders read."""
         x = self.expand(x)                         # (B, 1024*4*4)
         x = x.view(-1, *self.dense_shape)          # (B, 1024, 4, 4)
         return self.up(x)                          # (B, 512, 8, 8)
@@ -206,14 +213,16 @@ class FaceSwapModel(nn.Module):
         self.decoder_a = Decoder(cfg)
         self.decoder_b = Decoder(cfg)
 
-    def forward(self, a, b):
+    def forward(self, a, b, codes: bool = False):
         """Reconstruct both sides in one pass, so DDP sees every parameter used each step.
 
         a, b: (B, 3, S, S) in [0, 1] -> (B, 3|4, S, S), (B, 3|4, S, S)
+        ``codes``: also each side's bottleneck code, (B, bottleneck) twice (for --code-critic).
         """
-        code = self.encoder(torch.cat([a, b]))     # (2B, 512, 8, 8): one encoder for both identities
-        code_a, code_b = code[: len(a)], code[len(a):]
-        return self.decoder_a(code_a), self.decoder_b(code_b)
+        z = self.encoder.code(torch.cat([a, b]))   # (2B, 1024): one encoder for both identities
+        spread = self.encoder.spread(z)            # (2B, 512, 8, 8)
+        out_a, out_b = self.decoder_a(spread[: len(a)]), self.decoder_b(spread[len(a):])
+        return (out_a, out_b, z[: len(a)], z[len(a):]) if codes else (out_a, out_b)
 
     def swap(self, x, direction: str = "a2b"):
         """(B, 3, S, S) -> (B, 3|4, S, S): A's pose painted with B's face (``a2b``) or back."""

@@ -39,11 +39,12 @@ def step_key(step: int, name: str) -> str:
 
 
 def checkpoint_state(raw, opt, step: int, mcfg: ModelConfig, cfg, ema=None, elapsed_s: float = 0.0,
-                     adversary=None) -> dict:
+                     adversary=None, critic=None) -> dict:
     """Everything needed to resume; plain tensors, numbers and strings, so weights_only loads it:
     the weights, the optimiser, the step, the weight average (``ema``), the training time spent so far
     (a time budget continues from it), the discriminators and their optimiser (``adversary``, a
-    model/gan.Adversary) and both configs."""
+    model/gan.Adversary), the code critic and its optimiser (``critic``, a model/code_critic.CodeAdversary)
+    and both configs."""
     state = {"model": raw.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed_s": float(elapsed_s),
              "model_config": mcfg.to_json(), "train_config": json.dumps(dataclasses.asdict(cfg))}
     if ema is not None:
@@ -51,6 +52,9 @@ def checkpoint_state(raw, opt, step: int, mcfg: ModelConfig, cfg, ema=None, elap
     if adversary is not None:
         state["discriminator"] = adversary.raw.state_dict()
         state["discriminator_optimizer"] = adversary.opt.state_dict()
+    if critic is not None:
+        state["code_critic"] = critic.raw.state_dict()
+        state["code_critic_optimizer"] = critic.opt.state_dict()
     return state
 
 

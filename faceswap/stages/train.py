@@ -78,6 +78,8 @@ def resolve(cfg: TrainConfig) -> tuple[ModelConfig, int, int, float]:
         raise ConfigError(f"--warp-until is a share of the run in [0, 1], not {cfg.warp_until:g}")
     if not 0.0 <= cfg.pose_balance <= 1.0:
         raise ConfigError(f"--pose-balance is in [0, 1], not {cfg.pose_balance:g}")
+    if cfg.code_critic < 0:
+        raise ConfigError(f"--code-critic cannot be negative, not {cfg.code_critic:g}")
     mcfg = preset(device_preset(cfg.preset, cfg.gpu))
     steps = cfg.steps or (NO_STEP_LIMIT if cfg.minutes else mcfg.steps)
     return mcfg, steps, cfg.batch_size or mcfg.batch_size, cfg.lr or mcfg.lr
@@ -122,7 +124,9 @@ class Stepper:
 
     def __init__(self, model, raw: FaceSwapModel, opt, device, eye_mouth_weight: float, seed: int,
                  flip: float = AugmentConfig.flip, background_weight: float = 1.0, adversary=None,
-                 precision: Precision | None = None):
+                 precision: Precision | None = None, critic=None):
+        self.critic = critic  # model/code_critic.CodeAdversary (--code-critic) or None
+        self.last_critic = 0.0  # the critic's last loss
         self.model, self.raw, self.opt, self.device = model, raw, opt, device
         self.adversary = adversary
         self.last_gan = (0.0, 0.0)  # the last adversarial step's (generator, discriminator) losses
@@ -150,9 +154,14 @@ class Stepper:
         inp_a, tgt_a, aux_a = augment(*a, self.aug, self.gen, warp)
         inp_b, tgt_b, aux_b = augment(*b, self.aug, self.gen, warp)
         with self.precision.autocast(self.device):
-            out_a, out_b = self.model(inp_a, inp_b)                    # (B, 3|4, S, S) each
+            if self.critic is None:
+                out_a, out_b = self.model(inp_a, inp_b)                # (B, 3|4, S, S) each
+            else:
+                out_a, out_b, code_a, code_b = self.model(inp_a, inp_b, codes=True)
         loss_a, loss_b = self._loss(out_a, tgt_a, aux_a), self._loss(out_b, tgt_b, aux_b)
         total = loss_a + loss_b
+        if self.critic is not None:
+            total = total + self.critic.encoder_loss(code_a, code_b)
         hull_a, hull_b = visible_face(aux_a), visible_face(aux_b)
         if adversarial:
             gan = self.adversary.generator_loss(out_a[:, :3], hull_a, out_b[:, :3], hull_b)
@@ -161,6 +170,8 @@ class Stepper:
         self.scaler.scale(total).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.critic is not None:
+            self.last_critic = self.critic.step(code_a, code_b, lr)
         if adversarial:
             loss_d = self.adversary.step(tgt_a, out_a[:, :3], hull_a, tgt_b, out_b[:, :3], hull_b, lr)
             self.last_gan = (gan.item(), loss_d)
@@ -184,6 +195,21 @@ def make_adversary(size: int, lr: float, weight: float, device, precision: Preci
         raw.load_state_dict(state[0])
         opt.load_state_dict(state[1])
     return Adversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight, device, precision)
+
+
+def make_critic(width: int, lr: float, weight: float, device, state: tuple | None = None):
+    """--code-critic's critic (DDP-wrapped when there are several workers) and its optimiser, from a
+    checkpoint's (weights, optimiser) ``state`` when it holds them."""
+    import ray.train.torch
+
+    from faceswap.model.code_critic import CodeAdversary, CodeCritic
+
+    raw = CodeCritic(width).to(device)
+    opt = make_optimizer(raw, lr)
+    if state is not None:
+        raw.load_state_dict(state[0])
+        opt.load_state_dict(state[1])
+    return CodeAdversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight)
 
 
 # -- rank-0 outputs ----------------------------------------------------------------------------
@@ -291,7 +317,7 @@ def train_loop(config: dict) -> None:
 
     # Resume from whichever is newer: Ray's own (a retry inside this run) or the newest complete one in
     # the store (also one a dead worker persisted before Ray Train registered it).
-    start_step, source, elapsed_s, ema_state, gan_state = 0, None, 0.0, None, None
+    start_step, source, elapsed_s, ema_state, gan_state, critic_state = 0, None, 0.0, None, None, None
     candidates = []
     ray_ckpt = ray.train.get_checkpoint()
     if ray_ckpt is not None:
@@ -315,6 +341,8 @@ def train_loop(config: dict) -> None:
         elapsed_s, ema_state = float(state.get("elapsed_s", 0.0)), state.get("ema")
         if "discriminator" in state:
             gan_state = (state["discriminator"], state["discriminator_optimizer"])
+        if "code_critic" in state:
+            critic_state = (state["code_critic"], state["code_critic_optimizer"])
         del states, state, candidates
     ema = None
     if cfg.ema > 0:
@@ -330,10 +358,11 @@ def train_loop(config: dict) -> None:
         return shown
 
     model = ray.train.torch.prepare_model(raw, move_to_device=False)  # DDP when world > 1 (raw is on device)
+    critic = make_critic(mcfg.bottleneck, base_lr, cfg.code_critic, device, critic_state) if cfg.code_critic > 0 else None
     adversary = make_adversary(mcfg.size, base_lr, cfg.gan_weight, device, precision, gan_state) if cfg.gan_weight > 0 else None
     stepper = Stepper(model, raw, opt, device, cfg.eye_mouth_weight, seed=cfg.seed * 1009 + rank + start_step,
                       flip=cfg.flip, background_weight=cfg.background_weight, adversary=adversary,
-                      precision=precision)
+                      precision=precision, critic=critic)
     shown_total = total if total < NO_STEP_LIMIT else f"? ({cfg.minutes:g} min)"
     seed = cfg.seed * 100003 + start_step                          # same on every rank: disjoint slices
     stream_a = FaceStream(cfg.a, mcfg.size, rank, world, seed, balance=cfg.pose_balance, hands=cfg.hand_mask)
@@ -350,7 +379,8 @@ def train_loop(config: dict) -> None:
                      f"{stream_b.rarest_gain:.1f}x (B) as often as in a uniform draw")
 
     def save_checkpoint(step: int, metrics: dict):
-        state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s(), adversary) if rank == 0 else None
+        state = checkpoint_state(raw, opt, step, mcfg, cfg, ema, budget.elapsed_s(), adversary,
+                                 critic) if rank == 0 else None
         tmp = write_checkpoint_dir(state, mcfg.preset) if rank == 0 else None
         if tmp and on_checkpoint:
             on_checkpoint("written", step, tmp, out)
@@ -364,6 +394,7 @@ def train_loop(config: dict) -> None:
     step = start_step
     t_window, wait_window, loss_window, t_start = time.perf_counter(), 0.0, [], time.perf_counter()
     gan_window: list[tuple[float, float]] = []
+    critic_window: list[float] = []
     last: dict = {}
     samples_per_step = 2 * batch * world
     budget = Budget(total, cfg.minutes, elapsed_s, world)
@@ -386,6 +417,8 @@ def train_loop(config: dict) -> None:
             loss_window.append(stepper.step(a, b, lr, adversarial, warp=warping))
             if adversarial:
                 gan_window.append(stepper.last_gan)
+            if critic is not None:
+                critic_window.append(stepper.last_critic)
             if ema is not None:
                 ema.update(raw)
             step += 1
@@ -402,14 +435,17 @@ def train_loop(config: dict) -> None:
                 if gan_window:  # the adversarial phase: the generator's and the discriminators' losses
                     gan_g, gan_d = np.mean(gan_window, axis=0)
                     last.update(gan_g=round(float(gan_g), 5), gan_d=round(float(gan_d), 5))
+                if critic_window:  # --code-critic: the critic's loss (1.386: it cannot tell A's codes from B's)
+                    last["code_critic_loss"] = round(float(np.mean(critic_window)), 4)
                 if rank == 0:
                     outputs.metrics(last)
                     if config["progress"]:
                         _say(f"train: step {step}/{shown_total} loss A {la:.4f} B {lb:.4f} "
                              f"{last['samples_per_s']:.1f} faces/s, data wait {100 * last['data_wait_share']:.1f}%"
                              + (f", GAN G {last['gan_g']:.3f} D {last['gan_d']:.3f}" if "gan_g" in last else "")
+                             + (f", code critic {last['code_critic_loss']:.3f}" if "code_critic_loss" in last else "")
                              + ("" if warping else ", clean phase (inputs not warped)"))
-                t_window, wait_window, loss_window, gan_window = time.perf_counter(), 0.0, [], []
+                t_window, wait_window, loss_window, gan_window, critic_window = time.perf_counter(), 0.0, [], [], []
 
         if step > start_step:
             save_checkpoint(step, last)
@@ -421,7 +457,7 @@ def train_loop(config: dict) -> None:
                        "train_s": round(time.perf_counter() - t_start, 1), "minutes": cfg.minutes,
                        "training_elapsed_s": round(budget.elapsed_s(), 1), "ema": cfg.ema,
                        "gan_weight": cfg.gan_weight, "warp_until": cfg.warp_until, "pose_balance": cfg.pose_balance,
-                       "precision": precision.name, "hand_mask": cfg.hand_mask, "hand_faces_a": stream_a.hand_faces, "hand_faces_b": stream_b.hand_faces,
+                       "precision": precision.name, "code_critic": cfg.code_critic, "hand_mask": cfg.hand_mask, "hand_faces_a": stream_a.hand_faces, "hand_faces_b": stream_b.hand_faces,
                        "rarest_gain_a": round(stream_a.rarest_gain, 2), "rarest_gain_b": round(stream_b.rarest_gain, 2),
                        "faces_a": stream_a.info.faces, "faces_b": stream_b.info.faces,
                        **{k: last[k] for k in ("loss_a", "loss_b", "samples_per_s", "data_wait_share") if k in last}}
