@@ -139,7 +139,7 @@ class Swapper:
                 y = other(code)[:n].float()                                  # (n, 3|4, S, S)
                 faces[i:i + n] = to_uint8(y)
                 if masks is not None:
-                    masks[i:i + n] = y[:, 3].float().cpu().numpy()
+                    masks[i:i + n] = y[:, 3].cpu().numpy()
                 if rebuilt is not None:
                     rebuilt[i:i + n] = to_uint8(same(code)[:n].float())
         return faces, masks, rebuilt

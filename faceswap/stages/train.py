@@ -182,6 +182,15 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999))
 
 
+def _resumed_optimizer(raw: torch.nn.Module, lr: float, state: tuple | None) -> torch.optim.Optimizer:
+    """``raw``'s optimiser; with a checkpoint's (weights, optimiser) ``state``, both loaded from it."""
+    opt = make_optimizer(raw, lr)
+    if state is not None:
+        raw.load_state_dict(state[0])
+        opt.load_state_dict(state[1])
+    return opt
+
+
 def make_adversary(size: int, lr: float, weight: float, device, precision: Precision, state: tuple | None = None):
     """The GAN phase's discriminators (DDP-wrapped when there are several workers) and their optimiser,
     from a checkpoint's (weights, optimiser) ``state`` when it holds them."""
@@ -190,10 +199,7 @@ def make_adversary(size: int, lr: float, weight: float, device, precision: Preci
     from faceswap.model.gan import Adversary, Discriminators
 
     raw = Discriminators(size).to(device, memory_format=precision.memory_format)
-    opt = make_optimizer(raw, lr)
-    if state is not None:
-        raw.load_state_dict(state[0])
-        opt.load_state_dict(state[1])
+    opt = _resumed_optimizer(raw, lr, state)
     return Adversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight, device, precision)
 
 
@@ -205,10 +211,7 @@ def make_critic(width: int, lr: float, weight: float, device, state: tuple | Non
     from faceswap.model.code_critic import CodeAdversary, CodeCritic
 
     raw = CodeCritic(width).to(device)
-    opt = make_optimizer(raw, lr)
-    if state is not None:
-        raw.load_state_dict(state[0])
-        opt.load_state_dict(state[1])
+    opt = _resumed_optimizer(raw, lr, state)
     return CodeAdversary(ray.train.torch.prepare_model(raw, move_to_device=False), raw, opt, weight)
 
 
