@@ -122,7 +122,10 @@ def _demux_video_packets(path: str, container: av.container.InputContainer) -> _
 
 def _display_matrix(frame) -> np.ndarray | None:
     """The (a, b, c, d) of a frame's display matrix (FFmpeg's 16.16 fixed point), if it has one."""
-    for side in frame.side_data:
+    sides = frame.side_data
+    for item in sides:
+        # PyAV up to 18.1.0 iterates its side data's values; 18.1.1 made it a true mapping that iterates its keys.
+        side = item if hasattr(item, "type") else sides[item]
         if "DISPLAYMATRIX" in str(side.type).upper():
             return np.frombuffer(bytes(side), np.int32)[[0, 1, 3, 4]] / 65536.0
     return None
