@@ -159,7 +159,7 @@ def oracle_convert(video: str, faceset: str, out: str, size: int) -> None:
     shards = faces.shards(source)
     records = smooth_records(frame_records(faces.store, shards, 0, info.frames), 0, info.frames)
     hands = frame_hands(faces.store, shards, 0, info.frames)
-    settings = ConvertConfig(video=video, faces=faceset, model="", out=out)
+    settings = ConvertConfig(video=video, faces=faceset, model="", out=out, fill=False)  # no decoder's background
     with SegmentWriter(out, info.width, info.height, info.fps, crf=settings.crf) as writer:
         for index, _, frame in iter_frames(video, 0, info.frames):
             for landmarks, matrix, crop_size, bbox in records.get(index, ()):

@@ -160,6 +160,11 @@ class ConvertConfig:
                                 "with the footage's own identity stay as decoded", flag="--no-occlusion",
                           flag_help="keep nothing in front of the face: the new face is pasted over hands and "
                                     "objects alike")
+    fill: bool = opt(True, "where the new face's decoder painted its own background inside the footage's face "
+                           "(its mask says where; for a model without one, colours it paints around faces and not "
+                           "in them, lighter than the face), fill it from the new face: no bright arc down the "
+                           "cheek", flag="--no-fill",
+                     flag_help="paste the new face as its decoder painted it, background and all")
     smooth: bool = opt(True, "steady the face over time: smooth each face track's landmarks (looking ahead as "
                              "well as back, so no lag) and fill holes of up to 2 frames", flag="--no-smooth",
                        flag_help="place each face by its own frame's landmarks, as extracted (no smoothing, no filling)")

@@ -45,7 +45,8 @@ def _render(outlines, brow_turn: float = 0.0):
     generated = np.full((SIZE, SIZE, 3), 250, np.uint8)
     generated[hull_mask(_face() * SIZE, (SIZE, SIZE)) > 0.5] = (200, 150, 120)
     out = frame.copy()
-    settings = ConvertConfig(video="v.mp4", faces="f", model="m", out="o.mp4", color="none")
+    # The reach alone: the colour fill (render/painted.py, tests/test_paste.py) hides that wall its own way.
+    settings = ConvertConfig(video="v.mp4", faces="f", model="m", out="o.mp4", color="none", fill=False)
     identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
     render_face(out, generated, frame.copy(), footage, identity, None, settings, 0, outlines=outlines)
     return frame, out, footage

@@ -5,7 +5,8 @@
          the hands extract found there (faces/hands.py)
       -> where the footage's cheek reaches past what the new face's decoder learned to paint (a head
          turned further than any face of the new identity): the footage kept (render/reach.py)
-      -> where the model's own mask (if it learns one) says it painted background: filled from its face
+      -> where the new face's decoder painted its own background (its mask says so, or with no mask its colours:
+         render/painted.py): filled from its face
       -> colour match in the uncovered face hull within that reach (and where that mask says face)
       -> sharpen -> paste under the blend mask (the hull, minus what covers the face: hands drawn at the frame's
          resolution, so fingers keep sharp edges)
@@ -33,6 +34,7 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
     from faceswap.faces.masks import hull_mask
     from faceswap.render.color import match_color
     from faceswap.render.occlusion import occlusion_keep
+    from faceswap.render.painted import fill_background
     from faceswap.render.paste import fill_unpainted, paste_face, sharpen
     from faceswap.render.reach import reach_mask
 
@@ -52,8 +54,9 @@ def render_face(frame: np.ndarray, generated: np.ndarray, original: np.ndarray, 
     if reach is not None:
         region = region * (reach > 0.5)
         keep = reach if keep is None else keep * reach
-    if model_mask is not None:  # the new face reaches the footage's hull: no background of its own pasted
-        generated = fill_unpainted(generated, model_mask)
+    if settings.fill:  # the new face reaches the footage's hull: no background of its own pasted
+        generated = fill_unpainted(generated, model_mask) if model_mask is not None else \
+            fill_background(generated, points, hull)
     face = sharpen(match_color(generated, original, region, settings.color), settings.sharpen)
     pasted = paste_face(frame, face, matrix, landmarks, keep, erode_px=settings.erode_px,
                         feather_px=settings.feather_px, seamless=settings.seamless, hands=hands)

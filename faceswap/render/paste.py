@@ -122,6 +122,12 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
     source = cv2.erode(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     if not source.any():
         return face
+    return blend_fill(face, keep, filled_from(face, source > 0))
+
+
+def filled_from(face: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """float32 SxSx3: every pixel of ``face`` estimated from its ``source`` pixels (bool SxS, some true) by
+    push-pull: weighted averages up an image pyramid, then back down, each level keeping what it knows."""
     weight = source.astype(np.float32)
     image = face.astype(np.float32) * weight[..., None]
     levels = []
@@ -133,7 +139,12 @@ def fill_unpainted(face: np.ndarray, model_mask: np.ndarray) -> np.ndarray:
         up = cv2.pyrUp(estimate, dstsize=(weight.shape[1], weight.shape[0]))
         known = np.clip(weight, 0.0, 1.0)[..., None]
         estimate = known * (image / np.maximum(weight, 1e-6)[..., None]) + (1.0 - known) * up
-    out = keep[..., None] * face.astype(np.float32) + (1.0 - keep[..., None]) * estimate
+    return estimate
+
+
+def blend_fill(face: np.ndarray, keep: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """uint8: ``face`` where ``keep`` (SxS in [0, 1]) is 1, ``fill`` where it is 0, mixed between."""
+    out = keep[..., None] * face.astype(np.float32) + (1.0 - keep[..., None]) * fill
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
