@@ -61,11 +61,9 @@ def _disc(size: int, share: float) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def painted_face(generated: np.ndarray, points: np.ndarray, hull: np.ndarray) -> np.ndarray | None:
-    """(S, S) float32 in [0, 1]: 0 where ``generated`` (uint8 SxSx3) shows, in the band along the hull's edge,
-    the background its decoder learned around faces, 1 elsewhere (see the module's docstring);
-    ``points``: the footage's face in the crop (pixels), ``hull``: its hull mask. None when the crop has too
-    little of either to tell them apart."""
+def _painted_and_within(generated: np.ndarray, points: np.ndarray,
+                        hull: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``painted_face``'s mask and the face it sampled (the hull shrunk by WITHIN, bool), or None."""
     size = generated.shape[0]
     inside = (hull > 0.5).astype(np.uint8)
     around = cv2.dilate(inside, _disc(size, AROUND)) == 0
@@ -85,6 +83,8 @@ def painted_face(generated: np.ndarray, points: np.ndarray, hull: np.ndarray) ->
     lit = np.percentile(lightness[within], LIGHTER_THAN)
     lighter = np.clip((lightness - lit) / LIGHTER_BY, 0.0, 1.0)
     background = lighter * np.clip((share - BACKGROUND_FROM) / (BACKGROUND_ALL - BACKGROUND_FROM), 0.0, 1.0)
+    if not background.any():  # most crops: nothing lighter than the face in the wall's colours
+        return np.ones((size, size), np.float32), within
     # One region, not speckles: a young decoder's band mixes the wall's colours with its own rim's, pixel by pixel.
     painted = 1.0 - cv2.morphologyEx(background.astype(np.float32), cv2.MORPH_CLOSE, _disc(size, CLOSE))
     # Only a band along the hull's edge may be background (the nose is deeper), and never the eyes or the brows,
@@ -99,7 +99,16 @@ def painted_face(generated: np.ndarray, points: np.ndarray, hull: np.ndarray) ->
     features = cv2.dilate(features, _disc(size, AROUND)) > 0
     band = (inside > 0) & (depth <= BAND * size) & ~features
     painted[~band] = 1.0
-    return painted.astype(np.float32)
+    return painted.astype(np.float32), within
+
+
+def painted_face(generated: np.ndarray, points: np.ndarray, hull: np.ndarray) -> np.ndarray | None:
+    """(S, S) float32 in [0, 1]: 0 where ``generated`` (uint8 SxSx3) shows, in the band along the hull's edge,
+    the background its decoder learned around faces, 1 elsewhere (see the module's docstring);
+    ``points``: the footage's face in the crop (pixels), ``hull``: its hull mask. None when the crop has too
+    little of either to tell them apart."""
+    found = _painted_and_within(generated, points, hull)
+    return None if found is None else found[0]
 
 
 def fill_background(generated: np.ndarray, points: np.ndarray, hull: np.ndarray) -> np.ndarray:
@@ -107,13 +116,14 @@ def fill_background(generated: np.ndarray, points: np.ndarray, hull: np.ndarray)
     painted face next to it fades into the fill over FADE of the crop, and everything else is as painted."""
     from faceswap.render.paste import blend_fill, filled_from
 
-    painted = painted_face(generated, points, hull)
-    if painted is None or painted.min() >= 0.5:
+    found = _painted_and_within(generated, points, hull)
+    if found is None or found[0].min() >= 0.5:
         return generated
-    size = generated.shape[0]
-    source = (cv2.erode((hull > 0.5).astype(np.uint8), _disc(size, WITHIN)) > 0) & (painted >= 0.5)
+    painted, within = found
+    source = within & (painted >= 0.5)
     if not source.any():
         return generated
+    size = generated.shape[0]
     away = cv2.distanceTransform((painted >= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
     keep = np.minimum(painted, np.clip(away / max(1.0, FADE * size), 0.0, 1.0))
     return blend_fill(generated, keep, filled_from(generated, source))
